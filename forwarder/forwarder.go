@@ -1,0 +1,115 @@
+package forwarder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/otas/otas-sniff/httpparse"
+)
+
+// DefaultBodyLimit is where event bodies are cut, as the OTAS middleware did.
+const DefaultBodyLimit = 100 << 10
+
+// Sink receives finished, redacted events.
+type Sink interface {
+	// Write takes one event. It may block (a replay loses nothing) or queue.
+	Write(ctx context.Context, ev *Event) error
+	// Close flushes what the sink holds and releases it.
+	Close(ctx context.Context) error
+}
+
+// Options configures a Forwarder.
+type Options struct {
+	// BodyLimit is where bodies are cut after redaction; DefaultBodyLimit when 0.
+	BodyLimit int
+	Redactor  *Redactor
+	// Enrich, when set, may add to an event before it is written (path
+	// templates, pod names).
+	Enrich func(*Event)
+}
+
+// Forwarder redacts each exchange, turns it into an event and writes it to every
+// sink.
+type Forwarder struct {
+	opts   Options
+	sinks  []Sink
+	events atomic.Uint64
+	errors atomic.Uint64
+}
+
+// New returns a Forwarder writing to sinks.
+func New(opts Options, sinks ...Sink) *Forwarder {
+	if opts.BodyLimit == 0 {
+		opts.BodyLimit = DefaultBodyLimit
+	}
+	if opts.Redactor == nil {
+		opts.Redactor = NewRedactor(RedactorOptions{})
+	}
+	return &Forwarder{opts: opts, sinks: sinks}
+}
+
+// Event redacts ex and builds its event. ex is modified in place.
+func (f *Forwarder) Event(ex *httpparse.Exchange) *Event {
+	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
+	f.opts.Redactor.Redact(ex)
+	ev := newEvent(ex, token, f.opts.BodyLimit)
+	if f.opts.Enrich != nil {
+		f.opts.Enrich(ev)
+	}
+	return ev
+}
+
+// Handle forwards one exchange to every sink.
+func (f *Forwarder) Handle(ctx context.Context, ex *httpparse.Exchange) error {
+	ev := f.Event(ex)
+	f.events.Add(1)
+	var errs []error
+	for _, s := range f.sinks {
+		if err := s.Write(ctx, ev); err != nil {
+			f.errors.Add(1)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes every sink, returning every error.
+func (f *Forwarder) Close(ctx context.Context) error {
+	var errs []error
+	for _, s := range f.sinks {
+		if err := s.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stats reports how many events were built and how many sink writes failed.
+func (f *Forwarder) Stats() (events, writeErrors uint64) {
+	return f.events.Load(), f.errors.Load()
+}
+
+// SinkSpec is a parsed -o value: KIND or KIND:ARG.
+type SinkSpec struct {
+	Kind string
+	Arg  string
+}
+
+// ParseSinkSpec parses "jsonl:PATH" ("-" is stdout), "har:PATH" or "otas".
+func ParseSinkSpec(s string) (SinkSpec, error) {
+	kind, arg, _ := strings.Cut(s, ":")
+	spec := SinkSpec{Kind: strings.ToLower(kind), Arg: arg}
+	switch spec.Kind {
+	case "jsonl", "har":
+		if arg == "" {
+			return spec, fmt.Errorf("output %q needs a path: use %s:PATH, or %s:- for standard output", s, kind, kind)
+		}
+	case "otas":
+	default:
+		return spec, fmt.Errorf("unknown output %q: use jsonl:PATH, har:PATH or otas", s)
+	}
+	return spec, nil
+}

@@ -1,0 +1,169 @@
+package forwarder
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otas/otas-sniff/httpparse"
+)
+
+const (
+	testJWT  = "eyJhbGciOiJIUzI1NiJ9.eyJhZ2VudF9pZCI6ImEifQ.c2lnbmF0dXJlX2J5dGVz"
+	testCard = "4111111111111111" // passes Luhn
+	badCard  = "4111111111111112" // fails Luhn
+)
+
+func TestRedactHeaders(t *testing.T) {
+	r := NewRedactor(RedactorOptions{Headers: []string{"X-Internal-Token", " x-extra "}})
+	req := &httpparse.Message{Method: "GET", Target: "/", Header: httpparse.Header{
+		{Name: "authorization", Value: "Basic dXNlcjpwYXNz"},
+		{Name: "COOKIE", Value: "s=1"},
+		{Name: "X-Api-Key", Value: "k"},
+		{Name: "Proxy-Authorization", Value: "p"},
+		{Name: "x-internal-token", Value: "t"},
+		{Name: "X-Extra", Value: "e"},
+		{Name: "X-OTAS-AGENT-SESSION-TOKEN", Value: testJWT},
+		{Name: "X-Forwarded-Auth", Value: "Bearer abcdef123456"},
+		{Name: "X-Trace", Value: "id " + testJWT},
+		{Name: "Accept", Value: "application/json"},
+	}}
+	resp := &httpparse.Message{StatusCode: 200, Header: httpparse.Header{{Name: "Set-Cookie", Value: "s=2"}}}
+	r.Redact(&httpparse.Exchange{Request: req, Response: resp})
+	want := []string{Redacted, Redacted, Redacted, Redacted, Redacted, Redacted, Redacted,
+		"Bearer " + Redacted, "id " + Redacted, "application/json"}
+	for i, f := range req.Header {
+		assert.Equal(t, want[i], f.Value, f.Name)
+	}
+	assert.Equal(t, Redacted, resp.Header[0].Value)
+}
+
+func TestRedactQueryAndForm(t *testing.T) {
+	r := NewRedactor(RedactorOptions{Params: []string{"session"}})
+	tests := []struct{ in, want string }{
+		{"/login?user=ada&password=hunter2&next=%2F", "/login?user=ada&password=" + Redacted + "&next=%2F"},
+		{"/x?Access_Token=abc#frag", "/x?Access_Token=" + Redacted + "#frag"},
+		{"/x?api%5Fkey=1&session=2&q=ok", "/x?api%5Fkey=" + Redacted + "&session=" + Redacted + "&q=ok"},
+		{"/x?id_token=" + testJWT, "/x?id_token=%5BREDACTED%5D"},
+		{"/plain", "/plain"},
+		{"/x?flag&token=", "/x?flag&token="},
+		{"http://h/p?secret=s", "http://h/p?secret=" + Redacted},
+	}
+	for _, tt := range tests {
+		req := &httpparse.Message{Target: tt.in}
+		r.Redact(&httpparse.Exchange{Request: req})
+		assert.Equal(t, tt.want, req.Target, tt.in)
+	}
+
+	req := &httpparse.Message{Method: "POST", Target: "/", Header: httpparse.Header{{Name: "Content-Type", Value: "application/x-www-form-urlencoded; charset=utf-8"}},
+		Body: []byte("user=ada&passwd=p%40ss&client_secret=cs&card=" + testCard)}
+	ev := New(Options{Redactor: r}).Event(&httpparse.Exchange{Request: req})
+	assert.JSONEq(t, `{"user":["ada"],"passwd":["[REDACTED]"],"client_secret":["[REDACTED]"],"card":["[REDACTED]"]}`, ev.PostData)
+	assert.NotContains(t, ev.RequestBody, "p%40ss")
+}
+
+func TestRedactJSON(t *testing.T) {
+	r := NewRedactor(RedactorOptions{Params: []string{"ssn"}})
+	tests := []struct {
+		name, in, want string
+	}{
+		{"top level", `{"user":"ada","password":"hunter2"}`, `{"user":"ada","password":"[REDACTED]"}`},
+		{"keeps formatting", "{\n  \"a\" : 1,\n  \"Token\" :\t\"x\" ,\"b\":[1, 2]\n}", "{\n  \"a\" : 1,\n  \"Token\" :\t\"[REDACTED]\" ,\"b\":[1, 2]\n}"},
+		{"nested any depth", `[{"x":{"y":[{"secret":{"deep":[1,2,{"token":"t"}]}}]}}]`, `[{"x":{"y":[{"secret":"[REDACTED]"}]}}]`},
+		{"non-string values", `{"api_key":12345,"apikey":null,"refresh_token":true,"ssn":[1,2]}`, `{"api_key":"[REDACTED]","apikey":"[REDACTED]","refresh_token":"[REDACTED]","ssn":"[REDACTED]"}`},
+		{"escaped key", `{"pass\u0077ord":"x","n":"\"q\""}`, `{"pass\u0077ord":"[REDACTED]","n":"\"q\""}`},
+		{"jwt in a string", `{"note":"got ` + testJWT + ` ok"}`, `{"note":"got [REDACTED] ok"}`},
+		{"jwt in an escaped string", `{"note":"a\nb ` + testJWT + `\t\u00e9"}`, `{"note":"a\nb [REDACTED]\té"}`},
+		{"bearer", `{"h":"Bearer abc.def-ghi"}`, `{"h":"Bearer [REDACTED]"}`},
+		{"card string", `{"card":"4111 1111 1111 1111","other":"` + badCard + `"}`, `{"card":"[REDACTED]","other":"` + badCard + `"}`},
+		{"card number", `{"n":` + testCard + `,"ts":1700000000000,"f":4111111111111111.5}`, `{"n":"[REDACTED]","ts":1700000000000,"f":4111111111111111.5}`},
+		{"keys untouched", `{"` + testJWT + `":1}`, `{"` + testJWT + `":1}`},
+		{"scalars", `"password"`, `"password"`},
+		{"empty", `{}`, `{}`},
+		{"html kept", `{"h":"<b>&amp;</b> ` + testJWT + `"}`, `{"h":"<b>&amp;</b> [REDACTED]"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.True(t, json.Valid([]byte(tt.in)), "input is valid")
+			got := string(r.RedactBody("application/json", []byte(tt.in)))
+			assert.Equal(t, tt.want, got)
+			assert.True(t, json.Valid([]byte(got)), "still valid: %s", got)
+		})
+	}
+}
+
+func TestRedactNotJSON(t *testing.T) {
+	r := NewRedactor(RedactorOptions{})
+	tests := []struct{ name, ct, in, want string }{
+		{"cut in a sensitive value", "application/json", `{"a":1,"password":"hunt`, `{"a":1,"password":"[REDACTED]"`},
+		{"cut after", "application/json", `{"password":"x","b":"` + testJWT, `{"password":"[REDACTED]","b":"[REDACTED]`},
+		{"html", "text/html", `<p>Bearer abcdefgh1234 and ` + testCard + `</p>`, `<p>Bearer [REDACTED] and [REDACTED]</p>`},
+		{"text card with dashes", "text/plain", "card 4111-1111-1111-1111 / " + badCard, "card [REDACTED] / " + badCard},
+		{"looks like json", "", `{"token":"x"}`, `{"token":"[REDACTED]"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, string(r.RedactBody(tt.ct, []byte(tt.in))))
+		})
+	}
+}
+
+func TestRedactUserPatterns(t *testing.T) {
+	r := NewRedactor(RedactorOptions{Patterns: []*regexp.Regexp{
+		regexp.MustCompile(`ACME-[0-9]{6}`),
+		regexp.MustCompile(`ssn=(\d{3}-\d{2}-\d{4})`),
+		regexp.MustCompile(`"x"`), // would break JSON if applied to raw text
+	}})
+	assert.Equal(t, `id [REDACTED], ssn=[REDACTED]`, string(r.RedactBody("text/plain", []byte(`id ACME-123456, ssn=123-45-6789`))))
+	in := `{"a":"ACME-000001","x":"x","q":"\"x\""}`
+	got := r.RedactBody("application/json", []byte(in))
+	assert.True(t, json.Valid(got), string(got))
+	assert.Equal(t, `{"a":"[REDACTED]","x":"x","q":"[REDACTED]"}`, string(got))
+}
+
+func TestRedactBeforeCut(t *testing.T) {
+	// A secret straddling the body cut is redacted before the cut removes half of it.
+	body := strings.Repeat("a", 90) + " " + testJWT
+	req := &httpparse.Message{Method: "POST", Target: "/", Header: httpparse.Header{{Name: "Content-Type", Value: "text/plain"}}, Body: []byte(body)}
+	ev := New(Options{BodyLimit: 100}).Event(&httpparse.Exchange{Request: req})
+	assert.NotContains(t, ev.RequestBody, "eyJhbGciOiJIUzI1NiJ9")
+}
+
+func TestLuhn(t *testing.T) {
+	for in, want := range map[string]bool{
+		"4111111111111111": true, "5500 0000 0000 0004": true, "340000000000009": true,
+		"4111111111111112": false, "1234": false, "00000000000000000000": false,
+	} {
+		assert.Equal(t, want, luhn([]byte(in)), in)
+	}
+}
+
+// FuzzRedactJSON: valid JSON in, valid JSON out, whatever the content.
+func FuzzRedactJSON(f *testing.F) {
+	for _, s := range []string{`{"password":"x"}`, `[1,{"token":{"a":[]}}]`, `{"a":"` + testJWT + `"}`, `"\u0000"`, `{"n":` + testCard + `}`, `{"k":"\ud800"}`} {
+		f.Add(s)
+	}
+	r := NewRedactor(RedactorOptions{Patterns: []*regexp.Regexp{regexp.MustCompile(`[",\\]`)}})
+	f.Fuzz(func(t *testing.T, in string) {
+		if !json.Valid([]byte(in)) {
+			return
+		}
+		out := r.RedactBody("application/json", []byte(in))
+		if !json.Valid(out) {
+			t.Fatalf("invalid output %q from %q", out, in)
+		}
+	})
+}
+
+func BenchmarkRedactJSON(b *testing.B) {
+	r := NewRedactor(RedactorOptions{})
+	body := []byte(`{"users":[` + strings.Repeat(`{"id":12,"name":"Ada Lovelace","email":"ada@example.com","password":"x","tags":["a","b"]},`, 200) + `{}]}`)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		r.RedactBody("application/json", body)
+	}
+}

@@ -1,0 +1,137 @@
+package httpparse
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/andybalholm/brotli"
+)
+
+// bodySink collects a message body as it streams past: it counts every byte and
+// keeps at most limit of them, since bodies can be arbitrarily large.
+type bodySink struct {
+	raw   []byte
+	limit int
+	size  int64
+	// cut is true when raw holds less than the whole transferred body (limit hit
+	// or a capture gap punched a hole in it).
+	cut     bool
+	notKept string
+}
+
+func (b *bodySink) reset(limit int, m *Message, expected int64) {
+	*b = bodySink{limit: limit}
+	if mt := mediaType(m.Header.Get("Content-Type")); mt == "multipart/form-data" || mt == "application/octet-stream" {
+		b.notKept = mt
+	}
+	if expected > 0 && b.notKept == "" {
+		b.raw = make([]byte, 0, min(int64(limit), expected))
+	}
+}
+
+// mediaType is the lower-cased type/subtype of a Content-Type value.
+func mediaType(ct string) string {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	for i := 0; i < len(ct); i++ {
+		if c := ct[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(ct)
+		}
+	}
+	return ct
+}
+
+func (b *bodySink) write(p []byte) {
+	b.size += int64(len(p))
+	if b.notKept != "" || b.cut {
+		return
+	}
+	if room := b.limit - len(b.raw); len(p) > room {
+		p = p[:room]
+		b.cut = true
+	}
+	b.raw = append(b.raw, p...)
+}
+
+// hole records n body bytes that were never captured.
+func (b *bodySink) hole(n int64) {
+	b.size += n
+	if n > 0 {
+		b.cut = true
+	}
+}
+
+// finish stores the body in m, decoding its Content-Encoding within the limit.
+func (b *bodySink) finish(m *Message, c *counters) {
+	m.BodySize = b.size
+	if b.notKept != "" {
+		if b.size > 0 {
+			m.BodyNotKept = b.notKept
+		}
+		return
+	}
+	if len(b.raw) == 0 {
+		m.BodyTruncated = b.cut
+		return
+	}
+	// The message takes the buffer; the next message allocates its own.
+	raw := b.raw
+	b.raw = nil
+	coding := strings.ToLower(strings.TrimSpace(m.Header.Get("Content-Encoding")))
+	decoded, truncated, err := decodeBody(coding, raw, b.limit, b.cut)
+	if err != nil {
+		c.decodeErrors.Add(1)
+		m.DecodeError = err.Error()
+		m.Body, m.BodyTruncated = raw, b.cut
+		return
+	}
+	m.Body, m.BodyTruncated = decoded, truncated
+}
+
+// decodeBody decodes raw per coding, producing at most limit bytes so that a
+// compression bomb costs no more than the limit. rawCut says raw is a prefix of
+// the body, so an unexpected end of the compressed data is not an error.
+func decodeBody(coding string, raw []byte, limit int, rawCut bool) ([]byte, bool, error) {
+	var r io.Reader
+	switch coding {
+	case "", "identity":
+		return raw, rawCut, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, false, fmt.Errorf("gzip: %w", err)
+		}
+		r = zr
+	case "deflate":
+		// RFC 9110 deflate is zlib-wrapped, but many servers send raw deflate.
+		if zr, err := zlib.NewReader(bytes.NewReader(raw)); err == nil {
+			r = zr
+		} else {
+			r = flate.NewReader(bytes.NewReader(raw))
+		}
+	case "br":
+		r = brotli.NewReader(bytes.NewReader(raw))
+	default:
+		// Unknown or stacked codings are kept as sent.
+		return raw, rawCut, nil
+	}
+	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if len(out) > limit {
+		return out[:limit], true, nil
+	}
+	if err != nil {
+		if rawCut {
+			// The compressed data stops where keeping stopped; what decoded is kept.
+			return out, true, nil
+		}
+		return nil, false, fmt.Errorf("%s: %w", coding, err)
+	}
+	return out, rawCut, nil
+}

@@ -1,0 +1,72 @@
+package httpparse
+
+import "sync/atomic"
+
+// Stats counts what the parser saw, summed over every connection.
+type Stats struct {
+	// Streams is the number of connections handed to the parser.
+	Streams uint64
+	// Requests and Responses count complete messages (interim responses included).
+	Requests  uint64
+	Responses uint64
+	// Exchanges counts exchanges handed on, with or without a response.
+	Exchanges uint64
+	// UnmatchedRequests counts exchanges handed on without a final response.
+	UnmatchedRequests uint64
+	// UnmatchedResponses counts final responses with no request to pair with;
+	// they are not handed on.
+	UnmatchedResponses uint64
+	// ParseErrors counts messages dropped because their framing was invalid.
+	ParseErrors uint64
+	// SkippedBytes counts bytes skipped while looking for the next message start.
+	SkippedBytes uint64
+	// OversizedHeaders counts messages skipped because their header block was
+	// larger than Options.MaxHeaderBytes or had more than Options.MaxHeaders fields.
+	OversizedHeaders uint64
+	// Upgrades counts connections that switched protocol (101, CONNECT 2xx).
+	Upgrades uint64
+	// GapsInMessages counts capture gaps that fell inside a message.
+	GapsInMessages uint64
+	// NotHTTP counts connections on which no HTTP message was found.
+	NotHTTP uint64
+	// TLSStreams and HTTP2Streams count connections recognised as TLS or as
+	// HTTP/2 with prior knowledge, which are not parsed further.
+	TLSStreams   uint64
+	HTTP2Streams uint64
+	// LenientVersions counts messages whose version was accepted leniently
+	// (e.g. "http/1.1").
+	LenientVersions uint64
+	// DecodeErrors counts bodies whose Content-Encoding could not be decoded.
+	DecodeErrors uint64
+}
+
+// counters are the live, atomically updated form of Stats.
+type counters struct {
+	streams, requests, responses, exchanges              atomic.Uint64
+	unmatchedRequests, unmatchedResponses, parseErrors   atomic.Uint64
+	skippedBytes, oversizedHeaders, upgrades, gapsInMsgs atomic.Uint64
+	notHTTP, tlsStreams, http2Streams, lenientVersions   atomic.Uint64
+	decodeErrors                                         atomic.Uint64
+}
+
+// Snapshot reads every counter; each is read atomically, the set is not.
+func (c *counters) Snapshot() Stats {
+	return Stats{
+		Streams:            c.streams.Load(),
+		Requests:           c.requests.Load(),
+		Responses:          c.responses.Load(),
+		Exchanges:          c.exchanges.Load(),
+		UnmatchedRequests:  c.unmatchedRequests.Load(),
+		UnmatchedResponses: c.unmatchedResponses.Load(),
+		ParseErrors:        c.parseErrors.Load(),
+		SkippedBytes:       c.skippedBytes.Load(),
+		OversizedHeaders:   c.oversizedHeaders.Load(),
+		Upgrades:           c.upgrades.Load(),
+		GapsInMessages:     c.gapsInMsgs.Load(),
+		NotHTTP:            c.notHTTP.Load(),
+		TLSStreams:         c.tlsStreams.Load(),
+		HTTP2Streams:       c.http2Streams.Load(),
+		LenientVersions:    c.lenientVersions.Load(),
+		DecodeErrors:       c.decodeErrors.Load(),
+	}
+}

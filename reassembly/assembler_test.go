@@ -1,0 +1,262 @@
+package reassembly
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// recorder is a Stream that writes down every call.
+type recorder struct {
+	conn   Conn
+	data   [2]strings.Builder
+	gaps   [2]int
+	ends   [2]bool
+	closed []CloseReason
+	events []string
+}
+
+func (r *recorder) Data(c Chunk) {
+	r.data[c.Side].Write(c.Bytes)
+	r.events = append(r.events, fmt.Sprintf("data %s %q", c.Side, c.Bytes))
+}
+func (r *recorder) Gap(s Side, n int, _ time.Time) {
+	r.gaps[s] += n
+	r.events = append(r.events, fmt.Sprintf("gap %s %d", s, n))
+}
+func (r *recorder) End(s Side, _ time.Time) { r.ends[s] = true }
+func (r *recorder) Close(reason CloseReason, _ time.Time) {
+	r.closed = append(r.closed, reason)
+}
+
+type recorderFactory struct{ streams []*recorder }
+
+func (f *recorderFactory) NewStream(c Conn) Stream {
+	r := &recorder{conn: c}
+	f.streams = append(f.streams, r)
+	return r
+}
+
+var (
+	client = netip.MustParseAddrPort("10.0.0.1:40000")
+	server = netip.MustParseAddrPort("10.0.0.2:8000")
+	t0     = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+)
+
+// seg is one segment of a scripted connection: from client (c) or server (s),
+// at a relative sequence offset of that side's data.
+type seg struct {
+	fromClient bool
+	flags      string // any of S A F R
+	off        int
+	data       string
+	at         time.Duration
+}
+
+const clientISN, serverISN = 1000, 5000
+
+// decoded round-trips tcp through its wire form, as a capture decoder hands it on.
+func decoded(t testing.TB, tcp *layers.TCP, payload []byte) *layers.TCP {
+	buf := gopacket.NewSerializeBuffer()
+	require.NoError(t, gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, tcp, gopacket.Payload(payload)))
+	out := &layers.TCP{}
+	require.NoError(t, out.DecodeFromBytes(buf.Bytes(), gopacket.NilDecodeFeedback))
+	return out
+}
+
+func feed(t testing.TB, a *Assembler, segs []seg) {
+	for _, s := range segs {
+		src, dst := client, server
+		isn, peer := uint32(clientISN), uint32(serverISN)
+		if !s.fromClient {
+			src, dst = server, client
+			isn, peer = serverISN, clientISN
+		}
+		tcp := &layers.TCP{
+			SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()),
+			Seq: isn + 1 + uint32(s.off), Ack: peer + 1,
+			SYN: strings.Contains(s.flags, "S"), ACK: strings.Contains(s.flags, "A"),
+			FIN: strings.Contains(s.flags, "F"), RST: strings.Contains(s.flags, "R"),
+		}
+		if tcp.SYN {
+			tcp.Seq = isn
+		}
+		tcp = decoded(t, tcp, []byte(s.data))
+		netFlow := gopacket.NewFlow(layers.EndpointIPv4, src.Addr().AsSlice(), dst.Addr().AsSlice())
+		a.Assemble(netFlow, tcp, gopacket.CaptureInfo{Timestamp: t0.Add(s.at), CaptureLength: 60 + len(s.data), Length: 60 + len(s.data)}, "test")
+	}
+}
+
+func handshake() []seg {
+	return []seg{{true, "S", 0, "", 0}, {false, "SA", 0, "", 1}, {true, "A", 0, "", 2}}
+}
+
+func TestAssembler(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name       string
+		segs       []seg
+		tick       time.Duration // Tick to t0+tick before FlushAll, if set
+		wantClient string
+		wantServer string
+		wantGaps   [2]int
+		wantClose  CloseReason
+		wantSYN    bool
+		check      func(t *testing.T, r *recorder, st Stats)
+	}{
+		{
+			name: "in order with FIN both ways",
+			segs: append(handshake(),
+				seg{true, "A", 0, "GET / HTTP/1.1\r\n\r\n", 3 * ms},
+				seg{false, "A", 0, "HTTP/1.1 200 OK\r\n\r\n", 4 * ms},
+				seg{true, "AF", 18, "", 5 * ms},
+				seg{false, "AF", 19, "", 6 * ms}),
+			wantClient: "GET / HTTP/1.1\r\n\r\n", wantServer: "HTTP/1.1 200 OK\r\n\r\n",
+			wantClose: Closed, wantSYN: true,
+			check: func(t *testing.T, r *recorder, _ Stats) {
+				assert.Equal(t, [2]bool{true, true}, r.ends, "both FINs are reported as End")
+			},
+		},
+		{
+			name: "out of order segments are put back in order",
+			segs: append(handshake(),
+				seg{true, "A", 4, "ABCD", 3 * ms},
+				seg{true, "A", 8, "EFGH", 4 * ms},
+				seg{true, "A", 0, "0123", 5 * ms}),
+			wantClient: "0123ABCDEFGH", wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, _ *recorder, st Stats) {
+				assert.EqualValues(t, 2, st.OutOfOrder)
+			},
+		},
+		{
+			name: "retransmissions and duplicates are delivered once",
+			segs: append(handshake(),
+				seg{true, "A", 0, "0123", 3 * ms},
+				seg{true, "A", 0, "0123", 4 * ms},
+				seg{true, "A", 4, "4567", 5 * ms},
+				seg{true, "A", 4, "4567", 6 * ms}),
+			wantClient: "01234567", wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, _ *recorder, st Stats) {
+				// gopacket reports overlaps with the next delivery, so the last
+				// duplicate is not counted yet.
+				assert.EqualValues(t, 4, st.OverlapBytes)
+			},
+		},
+		{
+			name: "overlapping segment: bytes already delivered win",
+			segs: append(handshake(),
+				seg{true, "A", 0, "012345", 3 * ms},
+				seg{true, "A", 3, "XYZ678", 4 * ms}),
+			wantClient: "012345678", wantClose: EndOfCapture, wantSYN: true,
+		},
+		{
+			name: "a lost segment becomes a gap of its size",
+			segs: append(handshake(),
+				seg{true, "A", 0, "0123", 3 * ms},
+				seg{true, "A", 8, "89", 4 * ms}),
+			wantClient: "012389", wantGaps: [2]int{4, 0}, wantClose: EndOfCapture, wantSYN: true,
+		},
+		{
+			name: "a gap is given up after the reorder wait, before the end",
+			segs: append(handshake(),
+				seg{true, "A", 0, "0123", 3 * ms},
+				seg{true, "A", 8, "89", 4 * ms},
+				seg{false, "A", 0, "later", 3 * time.Second}),
+			wantClient: "012389", wantServer: "later", wantGaps: [2]int{4, 0}, wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, r *recorder, _ Stats) {
+				assert.Equal(t, []string{`data initiator "0123"`, "gap initiator 4", `data initiator "89"`, `data responder "later"`}, r.events)
+			},
+		},
+		{
+			name:       "capture started mid-connection",
+			segs:       []seg{{true, "A", 100, "POST /x HTTP/1.1\r\n", 0}, {false, "A", 50, "HTTP/1.1 204 No Content\r\n\r\n", ms}},
+			wantClient: "POST /x HTTP/1.1\r\n", wantServer: "HTTP/1.1 204 No Content\r\n\r\n", wantClose: EndOfCapture,
+			check: func(t *testing.T, r *recorder, st Stats) {
+				assert.EqualValues(t, 1, st.MidStream)
+			},
+		},
+		{
+			name:       "RST closes at once",
+			segs:       append(handshake(), seg{true, "A", 0, "GET", 3 * ms}, seg{false, "R", 0, "", 4 * ms}, seg{true, "A", 3, "more", 5 * ms}),
+			wantClient: "GET", wantClose: Closed, wantSYN: true,
+		},
+		{
+			name:       "idle connections close on the idle timeout",
+			segs:       append(handshake(), seg{true, "A", 0, "GET", 3 * ms}),
+			tick:       3 * time.Minute,
+			wantClient: "GET", wantClose: IdleTimeout, wantSYN: true,
+		},
+		{
+			name:       "SYN-ACK first: the SYN was missed but the client is known",
+			segs:       []seg{{false, "SA", 0, "", 0}, {true, "A", 0, "GET / HTTP/1.1\r\n\r\n", ms}},
+			wantClient: "GET / HTTP/1.1\r\n\r\n", wantClose: EndOfCapture, wantSYN: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &recorderFactory{}
+			a := NewAssembler(f, Options{})
+			feed(t, a, tt.segs)
+			if tt.tick > 0 {
+				a.Tick(t0.Add(tt.tick))
+			}
+			a.FlushAll(EndOfCapture)
+			require.Len(t, f.streams, 1)
+			r := f.streams[0]
+			assert.Equal(t, client, r.conn.Initiator)
+			assert.Equal(t, server, r.conn.Responder)
+			assert.Equal(t, tt.wantSYN, r.conn.SYNSeen)
+			assert.Equal(t, tt.wantClient, r.data[Initiator].String())
+			assert.Equal(t, tt.wantServer, r.data[Responder].String())
+			assert.Equal(t, tt.wantGaps, r.gaps)
+			assert.Equal(t, []CloseReason{tt.wantClose}, r.closed, "Close is called exactly once")
+			st := a.Stats()
+			assert.EqualValues(t, 0, st.Open)
+			if tt.check != nil {
+				tt.check(t, r, st)
+			}
+		})
+	}
+}
+
+func TestAssemblerBoundsOutOfOrderBytes(t *testing.T) {
+	f := &recorderFactory{}
+	a := NewAssembler(f, Options{MaxBufferedBytesPerConn: 4 * pageSize})
+	segs := handshake()
+	// The first 100 bytes never come; 40 segments of 100 bytes wait behind them.
+	for i := 1; i <= 40; i++ {
+		segs = append(segs, seg{true, "A", i * 100, strings.Repeat("x", 100), time.Duration(3+i) * time.Millisecond})
+	}
+	feed(t, a, segs)
+	r := f.streams[0]
+	// The cap forces the hole to be given up before the end of the capture.
+	assert.Equal(t, 100, r.gaps[Initiator])
+	assert.Greater(t, r.data[Initiator].Len(), 0)
+	a.FlushAll(EndOfCapture)
+	assert.Equal(t, 4000, r.data[Initiator].Len())
+}
+
+func TestAssemblerManyConnections(t *testing.T) {
+	f := &recorderFactory{}
+	a := NewAssembler(f, Options{})
+	for i := 0; i < 50; i++ {
+		c := netip.AddrPortFrom(client.Addr(), uint16(20000+i))
+		tcp := decoded(t, &layers.TCP{SrcPort: layers.TCPPort(c.Port()), DstPort: 8000, Seq: 1, ACK: true}, []byte("GET"))
+		netFlow := gopacket.NewFlow(layers.EndpointIPv4, c.Addr().AsSlice(), server.Addr().AsSlice())
+		a.Assemble(netFlow, tcp, gopacket.CaptureInfo{Timestamp: t0}, "test")
+	}
+	assert.EqualValues(t, 50, a.Stats().Open)
+	a.FlushAll(Stopped)
+	require.Len(t, f.streams, 50)
+	for _, r := range f.streams {
+		assert.Equal(t, "GET", r.data[Initiator].String())
+		assert.Equal(t, []CloseReason{Stopped}, r.closed)
+	}
+}
