@@ -86,11 +86,11 @@ type decodeCounters struct {
 // reassembles IP fragments. Decoding a packet that is not a fragment allocates
 // nothing. A Decoder is for one goroutine; Stats may be called from any.
 type Decoder struct {
-	eth   layers.Ethernet
-	vlan  layers.Dot1Q
+	eth  layers.Ethernet
+	vlan layers.Dot1Q
 	// llc and snap carry IP in 802.3 frames with a length instead of an EtherType.
-	llc  layers.LLC
-	snap layers.SNAP
+	llc   layers.LLC
+	snap  layers.SNAP
 	sll   layers.LinuxSLL
 	sll2  layers.LinuxSLL2
 	loop  layers.Loopback
