@@ -33,11 +33,14 @@ var (
 // Defaults for LiveOptions.
 const (
 	// DefaultSnapLen keeps whole packets, also the 64 KiB ones that offloads
-	// (GRO, TSO) hand to the capture on loopback and veth devices.
-	DefaultSnapLen = 262144
-	// DefaultBufferSize is the kernel ring per interface: about 0.1 s of a
-	// saturated gigabit link, enough to ride out a pause in processing.
-	DefaultBufferSize = 16 << 20
+	// (GRO, TSO) hand to the capture on loopback, veth and most NICs. In
+	// immediate mode libpcap's ring has one fixed slot of this size per
+	// packet, so it is no bigger than that: tcpdump's 262144 would leave a
+	// 64 MiB ring 256 slots, and bursts would be dropped.
+	DefaultSnapLen = 65536 + 128
+	// DefaultBufferSize is the kernel ring per interface: about 1000 packets
+	// of any size, some 30 ms of 5,000 requests/s, to ride out a pause.
+	DefaultBufferSize = 64 << 20
 	// DefaultQueuePackets and DefaultQueueBytes bound the packets waiting
 	// between capture and processing.
 	DefaultQueuePackets = 16384
@@ -45,6 +48,9 @@ const (
 	// readTimeout is how long a read waits for a packet: how soon a quiet
 	// interface notices a stop, and the batching delay without immediate mode.
 	readTimeout = 100 * time.Millisecond
+	// maxDrain bounds how long capture goes on reading what the kernel holds
+	// after a stop.
+	maxDrain = time.Second
 	// statsEvery is how often each capture goroutine reads libpcap's counters.
 	statsEvery = time.Second
 )
@@ -127,7 +133,7 @@ type liveHandle struct {
 
 // bufClasses are the pooled buffer sizes: a full Ethernet frame, a jumbo frame,
 // and offloaded super-packets. Bigger packets get a buffer of their own.
-var bufClasses = [...]int{2048, 9216, 65536 + 512, DefaultSnapLen}
+var bufClasses = [...]int{2048, 9216, DefaultSnapLen}
 
 // OpenLive opens and activates a capture handle on every interface and sets the
 // filter; packets are not read until Start. Opening is the step that needs
@@ -265,14 +271,20 @@ func (s *LiveSource) Err() error {
 	return s.err
 }
 
-// capture reads one interface until ctx ends or the handle fails.
+// capture reads one interface until ctx ends or the handle fails. After ctx
+// ends it still takes what the kernel captured up to that moment, so that a
+// stop loses none of the traffic before it.
 func (s *LiveSource) capture(ctx context.Context, idx int, lh *liveHandle) error {
 	// The final counters are read here: the handle must not be used by two
 	// goroutines, and Close closes it only after this returns.
 	defer lh.readStats()
 	nextStats := time.Now().Add(statsEvery)
+	var stoppedAt time.Time
 	for n := 0; ; n++ {
-		if ctx.Err() != nil {
+		if stoppedAt.IsZero() && ctx.Err() != nil {
+			stoppedAt = time.Now()
+		}
+		if !stoppedAt.IsZero() && time.Since(stoppedAt) > maxDrain {
 			return nil
 		}
 		// Reading the clock per packet would cost more than the stats.
@@ -284,15 +296,21 @@ func (s *LiveSource) capture(ctx context.Context, idx int, lh *liveHandle) error
 		switch {
 		case err == nil:
 		case errors.Is(err, pcap.NextErrorTimeoutExpired):
+			if !stoppedAt.IsZero() {
+				return nil // the ring is empty
+			}
 			n = -1 // a quiet moment: read the stats on the next round
 			continue
 		case errors.Is(err, io.EOF):
 			return nil
 		default:
-			if ctx.Err() != nil {
+			if !stoppedAt.IsZero() {
 				return nil
 			}
 			return fmt.Errorf("interface %s: %w: %v", lh.name, ErrInterfaceDown, lh.h.Error())
+		}
+		if !stoppedAt.IsZero() && ci.Timestamp.After(stoppedAt) {
+			return nil
 		}
 		s.enqueue(data, ci, idx)
 	}
@@ -419,11 +437,11 @@ func (s *LiveSource) Close() error {
 	return nil
 }
 
+// closeHandles closes every handle; their last counters stay readable.
 func (s *LiveSource) closeHandles() {
 	for _, h := range s.handles {
 		h.h.Close()
 	}
-	s.handles = nil
 }
 
 // InterfaceNames lists the interfaces libpcap can capture on, for messages

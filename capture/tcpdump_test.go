@@ -49,6 +49,10 @@ func TestRealCapture(t *testing.T) {
 			// -Z root: tcpdump would otherwise drop to a user that cannot write
 			// into the test's temporary directory.
 			cmd := exec.Command(tcpdump, "-i", iface, "-w", path, "-U", "--immediate-mode", "-Z", "root", "-n",
+				// In immediate mode each packet takes a snap-length slot of the
+				// ring: a smaller snap length and a larger buffer keep tcpdump
+				// from dropping the burst of a whole exchange.
+				"-s", "2048", "-B", "8192",
 				"tcp port "+strconv.Itoa(port))
 			stderr, err := cmd.StderrPipe()
 			require.NoError(t, err)
@@ -79,7 +83,14 @@ func TestRealCapture(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, body, string(got))
 
-			// Let the closing segments reach tcpdump, then stop it as Ctrl-C does.
+			// Wait until tcpdump has written the response (a loaded machine can
+			// take a while), let the closing segments follow, then stop it as
+			// Ctrl-C does.
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if b, _ := os.ReadFile(path); bytes.Contains(b, []byte(body)) {
+					break
+				}
+			}
 			time.Sleep(300 * time.Millisecond)
 			require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 			require.NoError(t, cmd.Wait(), "tcpdump: %s", log.String())

@@ -340,6 +340,19 @@ func TestFraming(t *testing.T) {
 			},
 		},
 		{
+			name: "early response before the request body ends is handed on when the request completes",
+			steps: []step{
+				cli(0, "POST /big HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc"),
+				srv(ms, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"),
+				cli(2*ms, "def"),
+			},
+			check: func(t *testing.T, r result) {
+				require.Equal(t, []string{"POST /big -> 413"}, summaries(r))
+				assert.Equal(t, "abcdef", string(r.exchanges[0].Request.Body))
+				assert.Equal(t, t0.Add(2*ms), r.exchanges[0].Request.End)
+			},
+		},
+		{
 			name: "server is the initiator (capture began with a server packet)",
 			steps: []step{
 				{kind: stepData, side: reassembly.Responder, data: "GET /flip HTTP/1.1\r\n\r\n", at: ms},

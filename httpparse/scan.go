@@ -96,8 +96,9 @@ func isMethodChar(c byte) bool {
 // start: a status line "HTTP/1.x SP 3DIGIT" (when wantResponse) or a request line
 // "METHOD SP target SP HTTP/1.x CRLF" (when wantRequest). It returns the start's
 // offset, or -1 and the offset from which scanning must resume once more bytes
-// arrive (bytes before resume-maxResyncLine can be dropped).
-func findStart(b []byte, from int, wantRequest, wantResponse bool) (start, resume int) {
+// arrive (bytes before resume-maxResyncLine can be dropped). Starts before
+// minStart are not taken.
+func findStart(b []byte, from, minStart int, wantRequest, wantResponse bool) (start, resume int) {
 	const marker = "HTTP/1."
 	i := from
 	for {
@@ -116,7 +117,7 @@ func findStart(b []byte, from int, wantRequest, wantResponse bool) (start, resum
 					return -1, j
 				}
 				if after[0] == '\n' || after[0] == '\r' && after[1] == '\n' {
-					if s := requestLineStart(b, j-1); s >= 0 {
+					if s := requestLineStart(b, j-1); s >= minStart {
 						return s, 0
 					}
 				}
@@ -125,7 +126,7 @@ func findStart(b []byte, from int, wantRequest, wantResponse bool) (start, resum
 				if len(after) < 5 {
 					return -1, j
 				}
-				if isStatusTail(after) {
+				if isStatusTail(after) && j >= minStart {
 					return j, 0
 				}
 			}

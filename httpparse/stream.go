@@ -357,6 +357,9 @@ type direction struct {
 	buf      []byte
 	marks    []timeMark
 	scanFrom int
+	// minStart: no message starts before this resync buffer offset (the bytes
+	// there were already rejected as a start).
+	minStart int
 	// seen and completed are the times of the chunk being fed.
 	seen, completed time.Time
 	// start is the capture time of the next message's first byte.
@@ -472,7 +475,7 @@ func (d *direction) onStart(data []byte) []byte {
 	}
 	// Not a message start: scan for one, never at this very offset again.
 	d.enterResync()
-	d.scanFrom = 1
+	d.minStart = 1
 	return data
 }
 
@@ -513,7 +516,7 @@ func (d *direction) onHead(data []byte) []byte {
 		whole := bytes.Clone(data)
 		d.haveStart = false
 		d.enterResync()
-		d.scanFrom = 1
+		d.minStart = 1
 		return whole
 	}
 	d.buf = d.buf[:0]
@@ -529,7 +532,7 @@ func (d *direction) oversized(rest []byte) []byte {
 	d.haveStart = false
 	d.enterResync()
 	if len(rest) > 0 {
-		d.scanFrom = 1
+		d.minStart = 1
 	}
 	return rest
 }
@@ -748,7 +751,7 @@ func (d *direction) enterResync() {
 	d.state = stResync
 	d.buf = d.buf[:0]
 	d.marks = d.marks[:0]
-	d.scanFrom = 0
+	d.scanFrom, d.minStart = 0, 0
 }
 
 func (d *direction) onChunkSize(data []byte) []byte {
@@ -847,12 +850,12 @@ func (d *direction) onTrailers(data []byte) []byte {
 func (d *direction) onResync(data []byte) []byte {
 	d.marks = append(d.marks, timeMark{off: len(d.buf), seen: d.seen})
 	d.buf = append(d.buf, data...)
-	start, resume := findStart(d.buf, d.scanFrom, d.role != roleServer, d.role != roleClient)
+	start, resume := findStart(d.buf, d.scanFrom, d.minStart, d.role != roleServer, d.role != roleClient)
 	if start >= 0 {
 		d.stats().skippedBytes.Add(uint64(start))
 		d.start, d.haveStart = d.timeAt(start), true
 		rest := bytes.Clone(d.buf[start:])
-		d.buf, d.marks, d.scanFrom = d.buf[:0], d.marks[:0], 0
+		d.buf, d.marks, d.scanFrom, d.minStart = d.buf[:0], d.marks[:0], 0, 0
 		d.state = stStart
 		return rest
 	}
@@ -862,6 +865,7 @@ func (d *direction) onResync(data []byte) []byte {
 		d.stats().skippedBytes.Add(uint64(drop))
 		d.buf = d.buf[:copy(d.buf, d.buf[drop:])]
 		d.scanFrom -= drop
+		d.minStart = max(0, d.minStart-drop)
 		kept := d.marks[:0]
 		for i, mk := range d.marks {
 			mk.off -= drop

@@ -109,6 +109,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -149,7 +150,7 @@ func dropPrivileges(userName string) error {
 			return err
 		}
 		// The bounding set can be emptied only while CAP_SETPCAP is held.
-		if err := dropAllThreads(dropBounding | dropAmbient | noNewPrivs); err != nil {
+		if err := dropEverywhere(dropBounding|dropAmbient|noNewPrivs, "CapBnd", "CapAmb"); err != nil {
 			return err
 		}
 		// Go (through glibc in a cgo binary) applies these to every thread.
@@ -163,12 +164,16 @@ func dropPrivileges(userName string) error {
 			return fmt.Errorf("--user %s: setuid %d: %w", userName, uid, err)
 		}
 	}
-	// A thread the runtime starts meanwhile copies its parent's sets: retry
-	// until every thread is seen without capabilities.
+	return dropEverywhere(dropBounding|dropSets|dropAmbient|noNewPrivs, "CapInh", "CapPrm", "CapEff", "CapAmb")
+}
+
+// dropEverywhere drops on every thread until every thread shows the sets
+// named empty: a thread the runtime starts meanwhile copies its parent's.
+func dropEverywhere(flags C.int, sets ...string) error {
 	var err error
 	for range 3 {
-		if err = dropAllThreads(dropBounding | dropSets | dropAmbient | noNewPrivs); err == nil {
-			if err = checkNoCapabilities(); err == nil {
+		if err = dropAllThreads(flags); err == nil {
+			if err = checkNoCapabilities(sets...); err == nil {
 				return nil
 			}
 		}
@@ -208,8 +213,8 @@ func lookupUser(name string) (uid, gid int, groups []int, err error) {
 }
 
 // checkNoCapabilities reads every thread's status and fails if any still holds
-// a capability in its effective, permitted, inheritable or ambient set.
-func checkNoCapabilities() error {
+// a capability in one of the sets named (CapEff, CapPrm, ...).
+func checkNoCapabilities(sets ...string) error {
 	tasks, err := filepath.Glob("/proc/self/task/*/status")
 	if err != nil || len(tasks) == 0 {
 		return fmt.Errorf("dropping capabilities: cannot list threads: %v", err)
@@ -227,8 +232,7 @@ func checkNoCapabilities() error {
 			if !ok {
 				continue
 			}
-			switch name {
-			case "CapInh", "CapPrm", "CapEff", "CapAmb":
+			if slices.Contains(sets, name) {
 				if v := strings.TrimSpace(val); strings.Trim(v, "0") != "" {
 					return fmt.Errorf("dropping capabilities: %s of %s is still %s", name, filepath.Dir(path), v)
 				}

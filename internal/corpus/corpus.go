@@ -1,6 +1,6 @@
-// Package corpus finds the third-party conformance material (Zeek's HTTP traces,
-// llhttp's and http-parser's parser cases) that lives beside the repository in
-// ../shared/corpus, for tests that measure themselves against it.
+// Package corpus locates the third-party conformance corpus that tests measure
+// the project against. The corpus lives next to the repository, in
+// ../shared/corpus, and is not part of it; tests skip when it is absent.
 package corpus
 
 import (
@@ -9,34 +9,35 @@ import (
 	"testing"
 )
 
-// Dir returns ../shared/corpus/sub relative to the repository root, or skips
-// the test with a message saying where the corpus was expected.
+// Dir returns ../shared/corpus/<sub> relative to the repository root (the
+// nearest directory above the test's working directory holding go.mod). It
+// skips the test when that directory does not exist.
 func Dir(t testing.TB, sub string) string {
 	t.Helper()
-	root, err := repoRoot()
+	wd, err := os.Getwd()
 	if err != nil {
-		t.Skipf("conformance corpus not found: %v", err)
+		t.Skipf("conformance corpus is absent: cannot read working directory: %v", err)
 	}
-	dir := filepath.Join(root, "..", "shared", "corpus", sub)
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		t.Skipf("conformance corpus absent: expected %s (the shared corpus beside the repository); skipping", dir)
+	root, ok := repoRoot(wd)
+	if !ok {
+		t.Skipf("conformance corpus is absent: no go.mod above %s, so ../shared/corpus/%s cannot be located", wd, sub)
+	}
+	dir := filepath.Join(filepath.Dir(root), "shared", "corpus", sub)
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		t.Skipf("conformance corpus is absent: expected it at %s (../shared/corpus/%s next to the repository)", dir, sub)
 	}
 	return dir
 }
 
-// repoRoot walks up from the working directory to the folder holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
+// repoRoot walks up from dir to the first directory containing go.mod.
+func repoRoot(dir string) (string, bool) {
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
+			return dir, true
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", os.ErrNotExist
+			return "", false
 		}
 		dir = parent
 	}

@@ -72,7 +72,7 @@ func main() {
 // record runs tcpdump on iface for port while run makes traffic. Immediate
 // mode, since on some kernels packets wait in a TPACKET_V3 block until it fills.
 func record(path, iface string, port int, run func(int) ([]call, error)) ([]call, error) {
-	cmd := exec.Command("tcpdump", "-i", iface, "--immediate-mode", "-U", "-s", "0", "-w", path, fmt.Sprintf("tcp port %d", port))
+	cmd := exec.Command("tcpdump", "-i", iface, "--immediate-mode", "-U", "-s", "65535", "-B", "16384", "-w", path, fmt.Sprintf("tcp port %d", port))
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start tcpdump: %w", err)
