@@ -125,6 +125,11 @@ func (s *EndpointStats) Close(context.Context) error {
 	}
 	s.rendered = true
 	s.mu.Unlock()
+	// A run that saw nothing (or failed to start) says so in its summary line;
+	// an empty table would only repeat it.
+	if len(s.Summaries()) == 0 {
+		return nil
+	}
 	if err := s.Render(s.summary, s.top); err != nil {
 		return fmt.Errorf("endpoint summary: %w", err)
 	}

@@ -172,15 +172,11 @@ func (f *gpFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac gpr.
 		conn.Initiator, conn.Responder = dst, src
 		conn.SYNSeen = true
 		s.swapped = true
-	default:
-		a.c.midStream.Add(1)
 	}
 	if ctx, ok := ac.(*assembleContext); ok {
 		conn.Source = ctx.source
 	}
-	s.next = a.factory.NewStream(conn)
-	a.c.connections.Add(1)
-	a.c.open.Add(1)
+	s.conn = conn
 	return s
 }
 
@@ -197,6 +193,9 @@ func addrPort(ip, port gopacket.Endpoint) netip.AddrPort {
 // stream adapts gopacket's per-connection callbacks to a Stream.
 type stream struct {
 	a    *Assembler
+	conn Conn
+	// next is created with the first SYN or payload: the last ACK of a closed
+	// connection, seen after gopacket forgot it, opens no stream.
 	next Stream
 	// swapped: gopacket's client-to-server direction is our Responder side.
 	swapped bool
@@ -213,6 +212,17 @@ func (s *stream) side(dir gpr.TCPFlowDirection) Side {
 func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir gpr.TCPFlowDirection, nextSeq gpr.Sequence, start *bool, ac gpr.AssemblerContext) bool {
 	if s.closed {
 		return false
+	}
+	if s.next == nil {
+		if !tcp.SYN && len(tcp.Payload) == 0 {
+			return false
+		}
+		if !s.conn.SYNSeen {
+			s.a.c.midStream.Add(1)
+		}
+		s.next = s.a.factory.NewStream(s.conn)
+		s.a.c.connections.Add(1)
+		s.a.c.open.Add(1)
 	}
 	// A capture starts mid-connection on long-lived keep-alive streams: take the
 	// first segment seen as the start and let the parser resynchronise.
@@ -276,6 +286,9 @@ func (s *stream) close(reason CloseReason, ts time.Time) {
 		return
 	}
 	s.closed = true
+	if s.next == nil {
+		return
+	}
 	s.a.c.open.Add(-1)
 	switch reason {
 	case Closed:

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/otas/otas-sniff/capture"
 	"github.com/otas/otas-sniff/forwarder"
 	"github.com/otas/otas-sniff/internal/trafficgen"
@@ -70,8 +72,7 @@ func fullPipeline(b *testing.B, path string) (packets, fileBytes, exchanges uint
 	ctx := context.Background()
 	fwd := forwarder.New(forwarder.Options{}, forwarder.NewJSONLWriter("discard", io.Discard))
 	var flags commonFlags
-	cmd := newReplayCmd()
-	flags.register(cmd)
+	flags.register(&cobra.Command{})
 	cfg, err := flags.pipelineConfig()
 	if err != nil {
 		b.Fatal(err)

@@ -183,3 +183,30 @@ func tsharkExchanges(t *testing.T, file string) []string {
 	}
 	return out
 }
+
+// harIDs matches the per-run event ids in a HAR.
+var harIDs = regexp.MustCompile(`"_otasEventId":"[0-9a-f-]{36}"`)
+
+// TestExampleHAR keeps examples/demo.har equal to the demo capture's HAR.
+// Regenerate with: go test ./cmd/otas-sniff -run TestExampleHAR -update
+func TestExampleHAR(t *testing.T) {
+	r := runCmd(t, "", "replay", fixturePath("go-api"), "-o", "har:-", "-q")
+	require.Equal(t, 0, r.code, r.stderr)
+	got := harIDs.ReplaceAllString(r.stdout, `"_otasEventId":"00000000-0000-0000-0000-000000000000"`)
+	path := filepath.Join("..", "..", "examples", "demo.har")
+	if *update {
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), got)
+	var doc struct {
+		Log struct {
+			Version string           `json:"version"`
+			Entries []map[string]any `json:"entries"`
+		} `json:"log"`
+	}
+	require.NoError(t, json.Unmarshal(want, &doc))
+	assert.Equal(t, "1.2", doc.Log.Version)
+	assert.Len(t, doc.Log.Entries, len(clientCalls(t, "go-api")))
+}

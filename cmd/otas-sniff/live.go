@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/otas/otas-sniff/capture"
+	"github.com/otas/otas-sniff/forwarder"
 	"github.com/otas/otas-sniff/reassembly"
 )
 
@@ -34,6 +34,9 @@ type liveFlags struct {
 	count         int
 	write         string
 	user          string
+	metricsAddr   string
+	k8sNode       string
+	kubeconfig    string
 }
 
 func (l *liveFlags) register(cmd *cobra.Command) {
@@ -51,6 +54,9 @@ func (l *liveFlags) register(cmd *cobra.Command) {
 	f.IntVar(&l.count, "count", 0, "stop after this many exchanges (0 = no limit)")
 	f.StringVarP(&l.write, "write", "w", "", "also write the captured packets to this pcap file (pcapng for interfaces of different link types)")
 	f.StringVar(&l.user, "user", "", "after opening the interfaces, switch to this unprivileged user")
+	f.StringVar(&l.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this address, e.g. :9090 (empty: off)")
+	f.StringVar(&l.k8sNode, "k8s-node", "", "Kubernetes node name: add the client and server pods of this node to events (set from the downward API)")
+	f.StringVar(&l.kubeconfig, "kubeconfig", "", "kubeconfig for --k8s-node (default: the in-cluster service account)")
 }
 
 // liveOptions checks the live flags and builds the capture options.
@@ -104,7 +110,7 @@ func (l *liveFlags) liveOptions(ports string) (capture.LiveOptions, error) {
 func runLive(cmd *cobra.Command, flags *liveFlags) error {
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := loggerFor(cmd)
 	cfg, err := flags.pipelineConfig()
 	if err != nil {
 		return err
@@ -113,22 +119,51 @@ func runLive(cmd *cobra.Command, flags *liveFlags) error {
 	if err != nil {
 		return err
 	}
-	// Outputs, interfaces and the -w file are all opened before privileges
-	// are dropped; nothing later needs them.
+	obs := newObserved()
+	// Outputs, interfaces, the -w file and the metrics listener are all opened
+	// before privileges are dropped; nothing later needs them.
 	sc, err := flags.sinkConfig(cmd, true)
 	if err != nil {
 		return err
+	}
+	sc.summary = stderr
+	sc.enrich = obs.observe
+	if flags.k8sNode != "" {
+		pods, err := podResolver(ctx, flags.k8sNode, flags.kubeconfig, log)
+		if err != nil {
+			return err
+		}
+		defer pods.Stop()
+		sc.enrich = func(ev *forwarder.Event) {
+			pods.Enrich(ev)
+			obs.observe(ev)
+		}
 	}
 	fwd, err := buildForwarder(ctx, sc)
 	if err != nil {
 		return err
 	}
+	if sc.otasSink != nil {
+		obs.otas.Store(sc.otasSink)
+	}
 	cfg.fwd, cfg.log = fwd, log
+	// Sinks keep writing after the run is stopped: the flush emits the rest.
+	p := newPipeline(context.WithoutCancel(ctx), cfg)
+	obs.pipeline.Store(p)
+	msrv, err := obs.serve(ctx, flags.metricsAddr)
+	if err != nil {
+		fwd.Close(ctx)
+		return err
+	}
+	if msrv != nil {
+		defer msrv.Shutdown(context.WithoutCancel(ctx))
+	}
 	src, err := capture.OpenLive(opts)
 	if err != nil {
 		fwd.Close(ctx)
 		return liveOpenError(err)
 	}
+	obs.source.Store(src)
 	var pw *packetWriter
 	if flags.write != "" {
 		if pw, err = newPacketWriter(flags.write, src.Interfaces()); err != nil {
@@ -149,13 +184,11 @@ func runLive(cmd *cobra.Command, flags *liveFlags) error {
 		runCtx, stop = context.WithTimeout(runCtx, flags.duration)
 		defer stop()
 	}
-	// Sinks keep writing after the run is stopped: the flush emits the rest.
-	p := newPipeline(context.WithoutCancel(ctx), cfg)
 	p.limit, p.onLimit = uint64(flags.count), stop
 	log.Info("capturing", "interfaces", strings.Join(opts.Interfaces, ","), "filter", opts.Filter, "immediate", opts.Immediate)
 
 	src.Start(runCtx)
-	writeErr := p.live(src, pw, stop, flags.statsInterval, stderr)
+	writeErr := p.live(src, pw, stop, flags.statsInterval, stderr, obs)
 	// Every stream still open ends here: pending requests come out with the
 	// error "capture stopped".
 	p.asm.FlushAll(reassembly.Stopped)
@@ -192,7 +225,7 @@ const (
 // live processes packets until capture stops and the queue is empty. It
 // returns the first -w write error; sink errors stay in p.sinkErr. stop ends
 // capture early, on an output error.
-func (p *pipeline) live(src *capture.LiveSource, pw *packetWriter, stop func(), statsEvery time.Duration, status io.Writer) error {
+func (p *pipeline) live(src *capture.LiveSource, pw *packetWriter, stop func(), statsEvery time.Duration, status io.Writer, obs *observed) error {
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	var statusC <-chan time.Time
@@ -232,17 +265,22 @@ func (p *pipeline) live(src *capture.LiveSource, pw *packetWriter, stop func(), 
 				}
 			}
 		case <-statusC:
-			p.status(status, src.Stats())
+			p.status(status, src.Stats(), obs.otas.Load())
 		}
 	}
 }
 
 // status is the periodic one-line report.
-func (p *pipeline) status(w io.Writer, src capture.Stats) {
+func (p *pipeline) status(w io.Writer, src capture.Stats, otas *forwarder.OTASSink) {
 	a := p.asm.Stats()
 	h := p.parser.Stats()
-	fmt.Fprintf(w, "otas-sniff: status: %d packets, %d kernel drops, %d interface drops, %d queue drops, %d open streams, %d exchanges, %d parse errors\n",
+	fmt.Fprintf(w, "otas-sniff: status: %d packets, %d kernel drops, %d interface drops, %d queue drops, %d open streams, %d exchanges, %d parse errors",
 		src.Packets, src.KernelDrops, src.IfaceDrops, src.QueueDrops, a.Open, p.exchanges.Load(), h.ParseErrors)
+	if otas != nil {
+		u := uploadStats(otas.Stats())
+		fmt.Fprintf(w, ", upload queue %d, %d uploaded, %d failed, %d dropped, %d spooled", u.QueueDepth, u.Uploaded, u.Failed, u.Dropped, u.Spooled)
+	}
+	fmt.Fprintln(w)
 }
 
 // liveOpenError gives an OpenLive error its exit code and tells the user what
