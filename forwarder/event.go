@@ -3,7 +3,6 @@
 package forwarder
 
 import (
-	"encoding/json"
 	"mime"
 	"net/url"
 	"strings"
@@ -163,29 +162,12 @@ func parseQuery(raw string) url.Values {
 	return v
 }
 
-func valuesJSON(v url.Values) string {
-	b, _ := json.Marshal(map[string][]string(v))
-	return string(b)
-}
-
 func isForm(contentType string) bool {
+	if strings.IndexByte(contentType, ';') < 0 {
+		return mediaType(contentType) == "application/x-www-form-urlencoded" // no parameters to be invalid
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == "application/x-www-form-urlencoded"
-}
-
-// headersJSON encodes header fields as a JSON object of name to value; repeated
-// fields are joined with ", " as RFC 9110 allows.
-func headersJSON(h httpparse.Header) string {
-	m := make(map[string]string, len(h))
-	for _, f := range h {
-		if prev, ok := m[f.Name]; ok {
-			m[f.Name] = prev + ", " + f.Value
-			continue
-		}
-		m[f.Name] = f.Value
-	}
-	b, _ := json.Marshal(m)
-	return string(b)
 }
 
 // cut returns body as text, at most limit bytes, never splitting a UTF-8

@@ -53,18 +53,28 @@ func New(opts Options, sinks ...Sink) *Forwarder {
 
 // Event redacts ex and builds its event. ex is modified in place.
 func (f *Forwarder) Event(ex *httpparse.Exchange) *Event {
-	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
-	f.opts.Redactor.Redact(ex)
-	ev := newEvent(ex, token, f.opts.BodyLimit)
+	ev := f.Build(ex)
 	if f.opts.Enrich != nil {
 		f.opts.Enrich(ev)
 	}
 	return ev
 }
 
-// Handle forwards one exchange to every sink.
-func (f *Forwarder) Handle(ctx context.Context, ex *httpparse.Exchange) error {
-	ev := f.Event(ex)
+// Build redacts ex (in place) and builds its event, without Enrich. It is safe
+// to call from several goroutines at once: the costly half of Handle, so
+// parallel workers can run it and leave Deliver to one goroutine.
+func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
+	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
+	f.opts.Redactor.Redact(ex)
+	return newEvent(ex, token, f.opts.BodyLimit)
+}
+
+// Deliver enriches an event from Build and writes it to every sink; calls must
+// not overlap.
+func (f *Forwarder) Deliver(ctx context.Context, ev *Event) error {
+	if f.opts.Enrich != nil {
+		f.opts.Enrich(ev)
+	}
 	f.events.Add(1)
 	var errs []error
 	for _, s := range f.sinks {
@@ -74,6 +84,11 @@ func (f *Forwarder) Handle(ctx context.Context, ex *httpparse.Exchange) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Handle forwards one exchange to every sink.
+func (f *Forwarder) Handle(ctx context.Context, ex *httpparse.Exchange) error {
+	return f.Deliver(ctx, f.Build(ex))
 }
 
 // Close closes every sink, returning every error.

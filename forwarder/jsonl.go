@@ -3,7 +3,6 @@ package forwarder
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,10 +11,11 @@ import (
 
 // JSONLSink writes one JSON object per line.
 type JSONLSink struct {
-	mu     sync.Mutex
-	name   string
-	w      *bufio.Writer
-	enc    *json.Encoder
+	mu   sync.Mutex
+	name string
+	w    *bufio.Writer
+	// buf is reused for each event's encoding.
+	buf    []byte
 	closer io.Closer
 	// flushEach makes each event visible at once (a terminal or a pipe to jq).
 	flushEach bool
@@ -40,17 +40,19 @@ func NewJSONLWriter(name string, w io.Writer) *JSONLSink {
 }
 
 func newJSONLSink(name string, w io.Writer, c io.Closer, flushEach bool) *JSONLSink {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	return &JSONLSink{name: name, w: bw, enc: enc, closer: c, flushEach: flushEach}
+	return &JSONLSink{name: name, w: bufio.NewWriterSize(w, 64<<10), closer: c, flushEach: flushEach}
 }
 
 // Write encodes ev as one line.
 func (s *JSONLSink) Write(_ context.Context, ev *Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.enc.Encode(ev); err != nil {
+	b, err := ev.AppendJSON(s.buf[:0], false)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", s.name, err)
+	}
+	s.buf = append(b, '\n')
+	if _, err := s.w.Write(s.buf); err != nil {
 		return fmt.Errorf("write %s: %w", s.name, err)
 	}
 	if s.flushEach {

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/otas/otas-sniff/httpparse"
 )
@@ -37,7 +39,9 @@ type RedactorOptions struct {
 // valuePattern is one pattern searched for in values, with a cheap prefilter so
 // most values skip the regular expression, and an optional check on the match.
 type valuePattern struct {
-	re     *regexp.Regexp
+	re *regexp.Regexp
+	// minLen is the shortest text the pattern can match: shorter values skip it.
+	minLen int
 	maybe  func([]byte) bool
 	accept func([]byte) bool
 }
@@ -45,9 +49,17 @@ type valuePattern struct {
 // Redactor removes credentials from an exchange before any sink sees it. It is
 // safe for concurrent use.
 type Redactor struct {
-	headers  map[string]bool
-	params   map[string]bool
+	headers map[string]bool
+	params  map[string]bool
+	// paramLens has bit n set when a sensitive name is n bytes long (n < 64),
+	// and paramFirst bit c when one starts with byte c: most JSON keys fail one
+	// of these and need no map lookup. maxParam is the longest name.
+	paramLens  uint64
+	paramFirst [4]uint64
+	maxParam   int
 	patterns []valuePattern
+	// minPattern is the shortest text any pattern can match.
+	minPattern int
 }
 
 var (
@@ -74,21 +86,63 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 	for _, lists := range [][]string{DefaultSensitiveParams, opts.Params} {
 		for _, p := range lists {
 			if p = strings.TrimSpace(p); p != "" {
-				r.params[strings.ToLower(p)] = true
+				lp := strings.ToLower(p)
+				r.params[lp] = true
+				r.maxParam = max(r.maxParam, len(lp))
+				if len(lp) < 64 {
+					r.paramLens |= 1 << len(lp)
+				} else {
+					r.paramLens = ^uint64(0) // names this long skip the length check
+				}
+				r.paramFirst[lp[0]>>6] |= 1 << (lp[0] & 63)
 			}
 		}
 	}
+	// Minimum lengths: "bearer" SP one character; "eyJ" x "." x "."; 13 digits.
 	r.patterns = []valuePattern{
-		{re: bearerRe, maybe: containsFold("bearer")},
-		{re: jwtRe, maybe: func(b []byte) bool { return bytes.Contains(b, []byte("eyJ")) }},
-		{re: cardRe, maybe: atLeastDigits(13), accept: luhn},
+		{re: bearerRe, minLen: 8, maybe: containsFold("bearer")},
+		{re: jwtRe, minLen: 7, maybe: func(b []byte) bool { return bytes.Contains(b, []byte("eyJ")) }},
+		{re: cardRe, minLen: 13, maybe: hasDigitRun(13), accept: luhn},
 	}
 	for _, re := range opts.Patterns {
 		if re != nil {
 			r.patterns = append(r.patterns, valuePattern{re: re})
 		}
 	}
+	r.minPattern = r.patterns[0].minLen
+	for _, p := range r.patterns {
+		r.minPattern = min(r.minPattern, p.minLen)
+	}
 	return r
+}
+
+// sensitiveParam reports whether a (JSON key, form field) name is sensitive,
+// without allocating for names short enough to be one.
+func (r *Redactor) sensitiveParam(name []byte) bool {
+	for _, c := range name {
+		if c >= utf8.RuneSelf {
+			// Unicode lower-casing can change the length (the Kelvin sign is "k").
+			return r.params[strings.ToLower(string(name))]
+		}
+	}
+	if len(name) > r.maxParam || len(name) == 0 || len(name) < 64 && r.paramLens&(1<<len(name)) == 0 {
+		return false
+	}
+	if first := name[0] | 0x20; r.paramFirst[first>>6]&(1<<(first&63)) == 0 && r.paramFirst[name[0]>>6]&(1<<(name[0]&63)) == 0 {
+		return false
+	}
+	var buf [64]byte
+	lower := buf[:0]
+	if len(name) > len(buf) {
+		lower = make([]byte, 0, len(name))
+	}
+	for _, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower = append(lower, c)
+	}
+	return r.params[string(lower)]
 }
 
 // Redact rewrites ex in place.
@@ -110,11 +164,11 @@ func (r *Redactor) Redact(ex *httpparse.Exchange) {
 
 func (r *Redactor) redactHeader(h httpparse.Header) {
 	for i := range h {
-		if r.headers[strings.ToLower(h[i].Name)] {
+		if lookupFold(r.headers, h[i].Name) {
 			h[i].Value = Redacted
 			continue
 		}
-		if v := r.redactText([]byte(h[i].Value)); v != nil {
+		if v := r.redactText(readOnlyBytes(h[i].Value)); v != nil {
 			h[i].Value = string(v)
 		}
 	}
@@ -140,41 +194,55 @@ func (r *Redactor) redactForm(raw string) string {
 	if raw == "" {
 		return raw
 	}
+	// b is started only at the first change: most queries keep every byte.
 	var b strings.Builder
-	changed := false
-	for i, pair := range strings.Split(raw, "&") {
-		if i > 0 {
-			b.WriteByte('&')
+	started := false
+	for start := 0; start <= len(raw); {
+		end := strings.IndexByte(raw[start:], '&')
+		if end < 0 {
+			end = len(raw)
+		} else {
+			end += start
 		}
-		name, value, hasValue := strings.Cut(pair, "=")
-		if !hasValue || value == "" {
-			b.WriteString(pair)
-			continue
+		if repl, changed := r.redactPair(raw[start:end]); changed || started {
+			if !started {
+				b.WriteString(raw[:start])
+				started = true
+			}
+			b.WriteString(repl)
+			if end < len(raw) {
+				b.WriteByte('&')
+			}
 		}
-		key, err := url.QueryUnescape(name)
-		if err != nil {
-			key = name
-		}
-		if r.params[strings.ToLower(key)] {
-			b.WriteString(name + "=" + Redacted)
-			changed = true
-			continue
-		}
-		dec, err := url.QueryUnescape(value)
-		if err != nil {
-			dec = value
-		}
-		if red := r.redactText([]byte(dec)); red != nil {
-			b.WriteString(name + "=" + url.QueryEscape(string(red)))
-			changed = true
-			continue
-		}
-		b.WriteString(pair)
+		start = end + 1
 	}
-	if !changed {
+	if !started {
 		return raw
 	}
 	return b.String()
+}
+
+// redactPair redacts one name=value pair of a form; false when it is kept.
+func (r *Redactor) redactPair(pair string) (string, bool) {
+	name, value, hasValue := strings.Cut(pair, "=")
+	if !hasValue || value == "" {
+		return pair, false
+	}
+	key, err := url.QueryUnescape(name)
+	if err != nil {
+		key = name
+	}
+	if lookupFold(r.params, key) {
+		return name + "=" + Redacted, true
+	}
+	dec, err := url.QueryUnescape(value)
+	if err != nil {
+		dec = value
+	}
+	if red := r.redactText(readOnlyBytes(dec)); red != nil {
+		return name + "=" + url.QueryEscape(string(red)), true
+	}
+	return pair, false
 }
 
 // RedactBody returns body with sensitive values replaced: form fields by name in a
@@ -182,7 +250,7 @@ func (r *Redactor) redactForm(raw string) string {
 // those values, so valid JSON stays valid), and value patterns anywhere. body is
 // not modified; the result may share its memory when nothing changed.
 func (r *Redactor) RedactBody(contentType string, body []byte) []byte {
-	mt, _, _ := mime.ParseMediaType(contentType)
+	mt := mediaType(contentType)
 	switch {
 	case mt == "application/x-www-form-urlencoded":
 		return []byte(r.redactForm(string(body)))
@@ -195,6 +263,51 @@ func (r *Redactor) RedactBody(contentType string, body []byte) []byte {
 	return body
 }
 
+// mediaType is mime.ParseMediaType's lower-cased type/subtype ("" when it
+// does not parse), without its allocations for the usual plain values.
+func mediaType(contentType string) string {
+	if strings.IndexByte(contentType, ';') < 0 {
+		v := strings.TrimSpace(contentType)
+		slash := strings.IndexByte(v, '/')
+		plain := slash > 0 && slash < len(v)-1
+		for i := 0; plain && i < len(v); i++ {
+			c := v[i]
+			plain = c == '/' && i == slash || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '+'
+		}
+		if plain {
+			return v
+		}
+	}
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt
+}
+
+// lookupFold is m[strings.ToLower(name)] without allocating for short ASCII
+// names (a map lookup by string(bytes) does not copy).
+func lookupFold(m map[string]bool, name string) bool {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return m[strings.ToLower(name)]
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= utf8.RuneSelf {
+			return m[strings.ToLower(name)]
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return m[string(buf[:len(name)])]
+}
+
+// readOnlyBytes views s as bytes without copying; the result must not be
+// written to (redactText only reads its input and builds a new output).
+func readOnlyBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
 func looksJSON(b []byte) bool {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
@@ -202,13 +315,16 @@ func looksJSON(b []byte) bool {
 
 // redactText applies the value patterns to b; it returns nil when nothing matched.
 func (r *Redactor) redactText(b []byte) []byte {
+	if len(b) < r.minPattern {
+		return nil
+	}
 	var out []byte
 	for _, p := range r.patterns {
 		src := b
 		if out != nil {
 			src = out
 		}
-		if p.maybe != nil && !p.maybe(src) {
+		if len(src) < p.minLen || p.maybe != nil && !p.maybe(src) {
 			continue
 		}
 		if red := replacePattern(p, src); red != nil {
@@ -245,26 +361,45 @@ func replacePattern(p valuePattern, src []byte) []byte {
 	return append(out, src[last:]...)
 }
 
+// containsFold reports whether b holds an ASCII word, ignoring case. It jumps
+// between occurrences of the first letter (either case) with IndexByte, which
+// is much faster than comparing at every offset.
 func containsFold(word string) func([]byte) bool {
 	lw := []byte(strings.ToLower(word))
+	lower, upper := lw[0], lw[0]-('a'-'A')
 	return func(b []byte) bool {
-		for i := 0; i+len(lw) <= len(b); i++ {
-			if b[i]|0x20 == lw[0] && bytes.EqualFold(b[i:i+len(lw)], lw) {
-				return true
+		for _, first := range [2]byte{lower, upper} {
+			for i := 0; i+len(lw) <= len(b); i++ {
+				j := bytes.IndexByte(b[i:len(b)-len(lw)+1], first)
+				if j < 0 {
+					break
+				}
+				i += j
+				if bytes.EqualFold(b[i:i+len(lw)], lw) {
+					return true
+				}
 			}
 		}
 		return false
 	}
 }
 
-func atLeastDigits(n int) func([]byte) bool {
+// hasDigitRun reports whether b holds n digits in a row, single spaces or dashes
+// between them allowed: what a card number needs before the regexp is worth running.
+func hasDigitRun(n int) func([]byte) bool {
 	return func(b []byte) bool {
-		c := 0
+		run, sep := 0, false
 		for _, x := range b {
-			if '0' <= x && x <= '9' {
-				if c++; c >= n {
+			switch {
+			case '0' <= x && x <= '9':
+				if run++; run >= n {
 					return true
 				}
+				sep = false
+			case (x == ' ' || x == '-') && run > 0 && !sep:
+				sep = true
+			default:
+				run, sep = 0, false
 			}
 		}
 		return false
@@ -309,7 +444,7 @@ func (r *Redactor) redactJSON(body []byte) []byte {
 		tail = 0
 		if s.sensStart >= 0 {
 			// Cut inside a sensitive value: nothing of it may remain.
-			s.edits = append(s.edits, edit{s.sensStart, len(body), []byte(`"` + Redacted + `"`)})
+			s.edits = append(s.edits, edit{s.sensStart, len(body), redactedJSON})
 			tail = len(body)
 		}
 	}
@@ -339,8 +474,11 @@ func (r *Redactor) redactJSON(body []byte) []byte {
 
 type edit struct {
 	start, end int
-	repl       []byte
+	repl       string
 }
+
+// redactedJSON replaces a whole JSON value.
+const redactedJSON = `"` + Redacted + `"`
 
 // errJSON is any syntax error; where it happened is the scanner's position.
 type errJSON struct{}
@@ -407,13 +545,13 @@ func (s *jsonScanner) value(sensitive bool) error {
 		var content []byte
 		var escaped bool
 		content, escaped, err = s.str()
-		if err == nil && s.quiet == 0 {
+		if err == nil && s.quiet == 0 && (escaped || len(content) >= s.r.minPattern) {
 			s.stringValue(start, content, escaped)
 		}
 	case c == '-' || ('0' <= c && c <= '9'):
 		err = s.number()
 		if n := s.d[start:s.i]; err == nil && s.quiet == 0 && len(n) >= 13 && '2' <= n[0] && n[0] <= '6' && isDigits(n) && luhn(n) {
-			s.edits = append(s.edits, edit{start, s.i, []byte(`"` + Redacted + `"`)})
+			s.edits = append(s.edits, edit{start, s.i, redactedJSON})
 		}
 	default:
 		err = s.literal()
@@ -424,7 +562,7 @@ func (s *jsonScanner) value(sensitive bool) error {
 	if sensitive {
 		s.quiet--
 		s.sensStart = -1
-		s.edits = append(s.edits, edit{start, s.i, []byte(`"` + Redacted + `"`)})
+		s.edits = append(s.edits, edit{start, s.i, redactedJSON})
 	}
 	return nil
 }
@@ -459,7 +597,7 @@ func (s *jsonScanner) stringValue(start int, content []byte, escaped bool) {
 	if enc.Encode(string(red)) != nil {
 		return
 	}
-	s.edits = append(s.edits, edit{start, s.i, bytes.TrimRight(b.Bytes(), "\n")})
+	s.edits = append(s.edits, edit{start, s.i, string(bytes.TrimRight(b.Bytes(), "\n"))})
 }
 
 func (s *jsonScanner) object() error {
@@ -483,16 +621,20 @@ func (s *jsonScanner) object() error {
 		if err != nil {
 			return err
 		}
-		key := string(content)
+		var sensitive bool
 		if escaped {
+			key := string(content)
 			_ = json.Unmarshal(s.d[keyStart:s.i], &key)
+			sensitive = s.r.params[strings.ToLower(key)]
+		} else {
+			sensitive = s.r.sensitiveParam(content)
 		}
 		s.ws()
 		if s.i >= len(s.d) || s.d[s.i] != ':' {
 			return errJSON{}
 		}
 		s.i++
-		if err := s.value(s.r.params[strings.ToLower(key)]); err != nil {
+		if err := s.value(sensitive); err != nil {
 			return err
 		}
 		s.ws()
@@ -549,6 +691,11 @@ func (s *jsonScanner) str() ([]byte, bool, error) {
 	escaped := false
 	for s.i < len(s.d) {
 		c := s.d[s.i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			// The common case first: a plain character.
+			s.i++
+			continue
+		}
 		switch {
 		case c == '"':
 			content := s.d[start:s.i]
@@ -571,10 +718,8 @@ func (s *jsonScanner) str() ([]byte, bool, error) {
 			default:
 				return nil, false, errJSON{}
 			}
-		case c < 0x20:
+		default: // a control character
 			return nil, false, errJSON{}
-		default:
-			s.i++
 		}
 	}
 	return nil, false, errJSON{}

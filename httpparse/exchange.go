@@ -30,13 +30,16 @@ func (h Header) Get(name string) string {
 
 // Values returns every value of the named field (case-insensitive).
 func (h Header) Values(name string) []string {
-	var out []string
+	return h.appendValues(nil, name)
+}
+
+func (h Header) appendValues(dst []string, name string) []string {
 	for _, f := range h {
 		if equalFold(f.Name, name) {
-			out = append(out, f.Value)
+			dst = append(dst, f.Value)
 		}
 	}
-	return out
+	return dst
 }
 
 func equalFold(a, b string) bool {

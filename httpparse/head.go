@@ -82,8 +82,27 @@ func parseVersion(v []byte) (lenient bool, err error) {
 	return false, fmt.Errorf("version %q: %w", v, errStartLine)
 }
 
-// parseRequestLine fills m from "METHOD SP target SP HTTP/1.x".
-func parseRequestLine(line []byte, m *Message) error {
+// headText hands out the strings of a head block as substrings of one copy of
+// it: one allocation per block instead of one per field.
+type headText struct {
+	block []byte
+	text  string
+}
+
+func newHeadText(block []byte) headText { return headText{block: block, text: string(block)} }
+
+// str returns b, a slice of the block, as a string. b's offset in the block is
+// cap(block)-cap(b), since every slice taken of it ends at the same place.
+func (t headText) str(b []byte) string {
+	if len(b) == 0 {
+		return "" // bytes.Trim returns nil, not a slice of the block, when nothing is left
+	}
+	off := cap(t.block) - cap(b)
+	return t.text[off : off+len(b)]
+}
+
+// parseRequestLine fills m from "METHOD SP target SP HTTP/1.x", a line of t.
+func parseRequestLine(line []byte, m *Message, t headText) error {
 	sp := bytes.IndexByte(line, ' ')
 	last := bytes.LastIndexByte(line, ' ')
 	if sp <= 0 || last == sp {
@@ -107,15 +126,15 @@ func parseRequestLine(line []byte, m *Message) error {
 	if err != nil {
 		return err
 	}
-	m.Method, m.Target, m.Proto = string(line[:sp]), string(target), string(line[last+1:])
+	m.Method, m.Target, m.Proto = t.str(line[:sp]), t.str(target), t.str(line[last+1:])
 	if lenient {
 		m.Anomalies = append(m.Anomalies, anomalyLenientVersion)
 	}
 	return nil
 }
 
-// parseStatusLine fills m from "HTTP/1.x SP 3DIGIT [SP reason]".
-func parseStatusLine(line []byte, m *Message) error {
+// parseStatusLine fills m from "HTTP/1.x SP 3DIGIT [SP reason]", a line of t.
+func parseStatusLine(line []byte, m *Message, t headText) error {
 	if len(line) < 12 || line[8] != ' ' {
 		return fmt.Errorf("status line %q: %w", truncateForError(line), errStartLine)
 	}
@@ -133,9 +152,9 @@ func parseStatusLine(line []byte, m *Message) error {
 	if len(line) > 12 && line[12] != ' ' || code < 100 {
 		return fmt.Errorf("status line %q: %w", truncateForError(line), errStartLine)
 	}
-	m.Proto, m.StatusCode = string(line[:8]), code
+	m.Proto, m.StatusCode = t.str(line[:8]), code
 	if len(line) > 13 {
-		m.Reason = string(line[13:])
+		m.Reason = t.str(line[13:])
 	}
 	if lenient {
 		m.Anomalies = append(m.Anomalies, anomalyLenientVersion)
@@ -152,9 +171,12 @@ func truncateForError(b []byte) []byte {
 
 // parseFields parses header or trailer lines up to the empty line. Field syntax is
 // read leniently (a sniffer must see what the server accepted); oddities become
-// anomalies, only a field count over maxFields fails.
-func parseFields(b []byte, maxFields int, m *Message) (Header, error) {
+// anomalies, only a field count over maxFields fails. b is a slice of t.
+func parseFields(b []byte, maxFields int, m *Message, t headText) (Header, error) {
 	var h Header
+	if n := bytes.Count(b, []byte{'\n'}); n > 0 {
+		h = make(Header, 0, min(n, maxFields))
+	}
 	for len(b) > 0 {
 		line, rest, bare := nextLine(b)
 		b = rest
@@ -206,73 +228,13 @@ func parseFields(b []byte, maxFields int, m *Message) (Header, error) {
 		if len(h) >= maxFields {
 			return nil, fmt.Errorf("more than %d fields: %w", maxFields, errOversized)
 		}
-		h = append(h, Field{Name: internFieldName(name), Value: string(trimOWS(line[colon+1:]))})
+		h = append(h, Field{Name: t.str(name), Value: t.str(trimOWS(line[colon+1:]))})
 	}
 	return h, nil
 }
 
 func trimOWS(b []byte) []byte {
 	return bytes.Trim(b, " \t")
-}
-
-// internFieldName returns the usual field names without allocating (the switch
-// on string(b) does not copy).
-func internFieldName(b []byte) string {
-	switch string(b) {
-	case "Host":
-		return "Host"
-	case "User-Agent":
-		return "User-Agent"
-	case "Accept":
-		return "Accept"
-	case "Accept-Encoding":
-		return "Accept-Encoding"
-	case "Accept-Language":
-		return "Accept-Language"
-	case "Content-Type":
-		return "Content-Type"
-	case "Content-Length":
-		return "Content-Length"
-	case "Connection":
-		return "Connection"
-	case "Date":
-		return "Date"
-	case "Server":
-		return "Server"
-	case "Cache-Control":
-		return "Cache-Control"
-	case "Transfer-Encoding":
-		return "Transfer-Encoding"
-	case "Content-Encoding":
-		return "Content-Encoding"
-	case "Cookie":
-		return "Cookie"
-	case "Set-Cookie":
-		return "Set-Cookie"
-	case "Authorization":
-		return "Authorization"
-	case "Location":
-		return "Location"
-	case "Vary":
-		return "Vary"
-	case "ETag":
-		return "ETag"
-	case "Last-Modified":
-		return "Last-Modified"
-	case "Expires":
-		return "Expires"
-	case "Referer":
-		return "Referer"
-	case "Origin":
-		return "Origin"
-	case "Upgrade":
-		return "Upgrade"
-	case "Expect":
-		return "Expect"
-	case "Keep-Alive":
-		return "Keep-Alive"
-	}
-	return string(b)
 }
 
 func (m *Message) addAnomaly(a string) {
@@ -299,7 +261,7 @@ const (
 func parseContentLength(values []string) (int64, error) {
 	n := int64(-1)
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			part = strings.Trim(part, " \t")
 			if part == "" {
 				return 0, fmt.Errorf("empty content-length: %w", errFraming)
@@ -329,7 +291,7 @@ func parseContentLength(values []string) (int64, error) {
 func transferCoding(values []string) (chunked, present bool) {
 	var last string
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
 			part = strings.Trim(part, " \t")
 			if part == "" {
 				continue
@@ -344,8 +306,10 @@ func transferCoding(values []string) (chunked, present bool) {
 // requestFraming decides a request's body framing. A request with neither
 // Content-Length nor Transfer-Encoding has no body.
 func requestFraming(m *Message) (bodyFraming, int64, error) {
-	chunked, te := transferCoding(m.Header.Values("Transfer-Encoding"))
-	cls := m.Header.Values("Content-Length")
+	// The arrays keep the usual single values off the heap.
+	var teBuf, clBuf [2]string
+	chunked, te := transferCoding(m.Header.appendValues(teBuf[:0], "Transfer-Encoding"))
+	cls := m.Header.appendValues(clBuf[:0], "Content-Length")
 	if te {
 		if !chunked {
 			return 0, 0, fmt.Errorf("request transfer-encoding without final chunked: %w", errFraming)
@@ -374,8 +338,10 @@ func responseFraming(m *Message, requestMethod string) (bodyFraming, int64, erro
 	if requestMethod == "HEAD" || code < 200 || code == 204 || code == 304 {
 		return framingNone, 0, nil
 	}
-	chunked, te := transferCoding(m.Header.Values("Transfer-Encoding"))
-	cls := m.Header.Values("Content-Length")
+	// The arrays keep the usual single values off the heap.
+	var teBuf, clBuf [2]string
+	chunked, te := transferCoding(m.Header.appendValues(teBuf[:0], "Transfer-Encoding"))
+	cls := m.Header.appendValues(clBuf[:0], "Content-Length")
 	if te {
 		if len(cls) > 0 {
 			m.addAnomaly(anomalyCLAndChunked)

@@ -70,3 +70,16 @@ func (c *counters) Snapshot() Stats {
 		DecodeErrors:       c.decodeErrors.Load(),
 	}
 }
+
+// Add returns the sum of two snapshots (of the factories of parallel workers).
+func (s Stats) Add(o Stats) Stats {
+	return Stats{
+		Streams: s.Streams + o.Streams, Requests: s.Requests + o.Requests, Responses: s.Responses + o.Responses,
+		Exchanges: s.Exchanges + o.Exchanges, UnmatchedRequests: s.UnmatchedRequests + o.UnmatchedRequests,
+		UnmatchedResponses: s.UnmatchedResponses + o.UnmatchedResponses, ParseErrors: s.ParseErrors + o.ParseErrors,
+		SkippedBytes: s.SkippedBytes + o.SkippedBytes, OversizedHeaders: s.OversizedHeaders + o.OversizedHeaders,
+		Upgrades: s.Upgrades + o.Upgrades, GapsInMessages: s.GapsInMessages + o.GapsInMessages,
+		NotHTTP: s.NotHTTP + o.NotHTTP, TLSStreams: s.TLSStreams + o.TLSStreams, HTTP2Streams: s.HTTP2Streams + o.HTTP2Streams,
+		LenientVersions: s.LenientVersions + o.LenientVersions, DecodeErrors: s.DecodeErrors + o.DecodeErrors,
+	}
+}

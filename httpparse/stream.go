@@ -87,7 +87,9 @@ const (
 
 // pendingExchange is a request waiting for its final response or completion.
 type pendingExchange struct {
-	ex      *Exchange
+	ex *Exchange
+	// exchange is where ex points: one allocation for both.
+	exchange Exchange
 	reqDone bool
 	// answered: a final response is attached, or it is known none will come.
 	answered bool
@@ -543,15 +545,16 @@ func (d *direction) onHeadBlock(block []byte) bool {
 	m := &Message{Start: d.start}
 	line, rest, _ := nextLine(block)
 	var err error
+	t := newHeadText(block)
 	if d.role == roleClient {
-		err = parseRequestLine(line, m)
+		err = parseRequestLine(line, m, t)
 	} else {
-		err = parseStatusLine(line, m)
+		err = parseStatusLine(line, m, t)
 	}
 	if err != nil {
 		return false
 	}
-	m.Header, err = parseFields(rest, d.s.f.opts.MaxHeaders, m)
+	m.Header, err = parseFields(rest, d.s.f.opts.MaxHeaders, m, t)
 	if err != nil {
 		if errors.Is(err, errOversized) {
 			d.stats().oversizedHeaders.Add(1)
@@ -586,11 +589,12 @@ func (d *direction) beginRequest(m *Message) {
 	}
 	s := d.s
 	s.sawHTTP = true
-	pe := &pendingExchange{ex: &Exchange{Index: s.nextIndex, Request: m}}
+	pe := &pendingExchange{exchange: Exchange{Index: s.nextIndex, Request: m}}
+	pe.ex = &pe.exchange
 	s.nextIndex++
 	s.pending = append(s.pending, pe)
 	d.pe = pe
-	d.upgrade = m.Method == "CONNECT" || m.Header.Get("Upgrade") != "" && hasToken(m.Header.Values("Connection"), "upgrade")
+	d.upgrade = m.Method == "CONNECT" || m.Header.Get("Upgrade") != "" && hasToken(m.Header, "Connection", "upgrade")
 	d.startBody(framing, n)
 }
 
@@ -645,9 +649,13 @@ func (d *direction) beginResponse(m *Message) {
 	d.startBody(framing, n)
 }
 
-func hasToken(values []string, token string) bool {
-	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
+// hasToken reports whether a comma-separated list in any name field holds token.
+func hasToken(h Header, name, token string) bool {
+	for _, f := range h {
+		if !equalFold(f.Name, name) {
+			continue
+		}
+		for part := range strings.SplitSeq(f.Value, ",") {
 			if strings.EqualFold(strings.TrimSpace(part), token) {
 				return true
 			}
@@ -832,7 +840,7 @@ func (d *direction) onTrailers(data []byte) []byte {
 		return nil
 	}
 	if end > 2 {
-		tr, err := parseFields(d.buf[:end], d.s.f.opts.MaxHeaders, d.msg)
+		tr, err := parseFields(d.buf[:end], d.s.f.opts.MaxHeaders, d.msg, newHeadText(d.buf[:end]))
 		if err != nil {
 			d.stats().oversizedHeaders.Add(1)
 			d.dropMessage(fmt.Sprintf("%s: %v", errResponseInvalid, err))

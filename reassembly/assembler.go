@@ -79,7 +79,14 @@ type Assembler struct {
 	reason CloseReason
 	// rst is a stream whose RST was accepted during the current segment.
 	rst *stream
+	// contexts is a slab the per-segment contexts are carved from: gopacket
+	// keeps a segment's context with its bytes while they wait out of order, so
+	// each needs its own, and a slab makes that one allocation per
+	// contextSlab segments instead of one per segment.
+	contexts []assembleContext
 }
+
+const contextSlab = 1024
 
 // NewAssembler returns an Assembler that creates a Stream per connection with
 // factory.
@@ -109,8 +116,13 @@ func (a *Assembler) Assemble(netFlow gopacket.Flow, tcp *layers.TCP, ci gopacket
 		a.lastScan = a.now
 		a.flushOlder(a.now)
 	}
-	ctx := assembleContext{captureContext: captureContext(ci), source: src}
-	a.asm.AssembleWithContext(netFlow, tcp, &ctx)
+	if len(a.contexts) == 0 {
+		a.contexts = make([]assembleContext, contextSlab)
+	}
+	ctx := &a.contexts[0]
+	a.contexts = a.contexts[1:]
+	*ctx = assembleContext{captureContext: captureContext(ci), source: src}
+	a.asm.AssembleWithContext(netFlow, tcp, ctx)
 	if s := a.rst; s != nil {
 		a.rst = nil
 		s.close(Closed, ci.Timestamp)
@@ -297,4 +309,15 @@ func (s *stream) close(reason CloseReason, ts time.Time) {
 		s.a.c.idleClosed.Add(1)
 	}
 	s.next.Close(reason, ts)
+}
+
+// Add returns the sum of two snapshots (of the Assemblers of parallel workers).
+func (s Stats) Add(o Stats) Stats {
+	return Stats{
+		Segments: s.Segments + o.Segments, Connections: s.Connections + o.Connections,
+		MidStream: s.MidStream + o.MidStream, Closed: s.Closed + o.Closed,
+		IdleClosed: s.IdleClosed + o.IdleClosed, Open: s.Open + o.Open,
+		Gaps: s.Gaps + o.Gaps, GapBytes: s.GapBytes + o.GapBytes, OutOfOrder: s.OutOfOrder + o.OutOfOrder,
+		OverlapBytes: s.OverlapBytes + o.OverlapBytes, OverlapPackets: s.OverlapPackets + o.OverlapPackets,
+	}
 }

@@ -191,7 +191,7 @@ func runLive(cmd *cobra.Command, flags *liveFlags) error {
 	writeErr := p.live(src, pw, stop, flags.statsInterval, stderr, obs)
 	// Every stream still open ends here: pending requests come out with the
 	// error "capture stopped".
-	p.asm.FlushAll(reassembly.Stopped)
+	p.flushAll(reassembly.Stopped)
 	src.Close()
 	if pw != nil {
 		if err := pw.close(); err != nil && writeErr == nil {
@@ -242,7 +242,7 @@ func (p *pipeline) live(src *capture.LiveSource, pw *packetWriter, stop func(), 
 			if !ok {
 				return writeErr
 			}
-			if p.sinkErr == nil && writeErr == nil {
+			if !p.failed.Load() && writeErr == nil {
 				if pw != nil {
 					if writeErr = pw.write(pkt); writeErr != nil {
 						stop()
@@ -251,13 +251,13 @@ func (p *pipeline) live(src *capture.LiveSource, pw *packetWriter, stop func(), 
 				if seg, ok := src.Decode(pkt); ok {
 					p.feed(seg)
 				}
-				if p.sinkErr != nil {
+				if p.failed.Load() {
 					stop()
 				}
 			}
 			src.Release(pkt)
 		case now := <-tick.C:
-			p.asm.Tick(now)
+			p.tick(now)
 			if pw != nil && writeErr == nil && now.Sub(lastFlush) >= pcapFlushEvery {
 				lastFlush = now
 				if writeErr = pw.flush(); writeErr != nil {

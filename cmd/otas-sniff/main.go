@@ -133,5 +133,6 @@ to OTAS or to local files. Nothing sits on the application's request path.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newReplayCmd(), newInterfacesCmd(), newVersionCmd(), newConfigCmd(), newAuthCmd())
+	root.AddCommand(newDoctorCmd())
 	return root
 }

@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
+
+	"github.com/gopacket/gopacket"
 
 	"github.com/otas/otas-sniff/capture"
 	"github.com/otas/otas-sniff/forwarder"
@@ -15,10 +18,19 @@ import (
 )
 
 // pipeline wires the four stages: segments in, events out.
+//
+// With one worker every stage runs on the caller's goroutine. With more,
+// connections are sharded by a symmetric flow hash (both directions of a
+// connection go to one worker); each worker owns an Assembler and a parser
+// factory and builds (redacts) its events, and one merge goroutine writes them
+// to the sinks in the order a single worker would have: by the capture
+// position of the segment (or timeout tick) that completed them. So every
+// output sees the same order whatever the worker count, up to the order of
+// streams closed by one flush, which gopacket leaves unspecified anyway.
 type pipeline struct {
 	ports     capture.Ports
-	asm       *reassembly.Assembler
-	parser    *httpparse.StreamFactory
+	asm       assemblers
+	parser    parsers
 	fwd       *forwarder.Forwarder
 	log       *slog.Logger
 	ctx       context.Context
@@ -28,10 +40,21 @@ type pipeline struct {
 	// called when the last of them is emitted, and later ones are dropped.
 	limit   uint64
 	onLimit func()
-	// sinkErr is the first sink failure; the run stops on it.
+	// sinkErr is the first sink failure; the run stops on it. It is written by
+	// the goroutine that delivers events, so others read failed until the
+	// pipeline is flushed.
 	sinkErr error
+	failed  atomic.Bool
 	// onExchange, when set, is called for each exchange (a progress bar).
 	onExchange func()
+
+	// Sharded mode (more than one worker) only.
+	workers  []*worker
+	merged   chan struct{} // closed when the merge goroutine has delivered everything
+	seq      uint64        // position of the last segment handed to a worker
+	inRound  int           // segments handed out since the last round ended
+	now      time.Time     // newest capture time seen
+	lastScan time.Time     // capture time of the last timeout tick
 }
 
 type pipelineConfig struct {
@@ -40,16 +63,62 @@ type pipelineConfig struct {
 	asmOpts    reassembly.Options
 	fwd        *forwarder.Forwarder
 	log        *slog.Logger
+	// workers is how many goroutines reassemble and parse; 0 or 1 is one, on
+	// the caller's goroutine.
+	workers int
+}
+
+// assemblers and parsers are the workers' stages, summed for statistics.
+type assemblers []*reassembly.Assembler
+
+func (a assemblers) Stats() reassembly.Stats {
+	var s reassembly.Stats
+	for _, x := range a {
+		s = s.Add(x.Stats())
+	}
+	return s
+}
+
+type parsers []*httpparse.StreamFactory
+
+func (ps parsers) Stats() httpparse.Stats {
+	var s httpparse.Stats
+	for _, x := range ps {
+		s = s.Add(x.Stats())
+	}
+	return s
 }
 
 func newPipeline(ctx context.Context, cfg pipelineConfig) *pipeline {
 	p := &pipeline{ports: cfg.ports, fwd: cfg.fwd, log: cfg.log, ctx: ctx}
-	p.parser = httpparse.NewStreamFactory(cfg.parserOpts, p.emit)
-	p.asm = reassembly.NewAssembler(p.parser, cfg.asmOpts)
+	if cfg.workers <= 1 {
+		parser := httpparse.NewStreamFactory(cfg.parserOpts, p.emit)
+		p.parser = parsers{parser}
+		p.asm = assemblers{reassembly.NewAssembler(parser, cfg.asmOpts)}
+		return p
+	}
+	p.merged = make(chan struct{})
+	for range cfg.workers {
+		w := newWorker(cfg, p.fwd)
+		p.workers = append(p.workers, w)
+		p.parser = append(p.parser, w.parser)
+		p.asm = append(p.asm, w.asm)
+		go w.run()
+	}
+	go p.merge()
 	return p
 }
 
+// emit is the single-worker path: every exchange is delivered as it completes.
 func (p *pipeline) emit(ex *httpparse.Exchange) {
+	if p.limit > 0 && p.exchanges.Load() >= p.limit {
+		return
+	}
+	p.deliver(p.fwd.Build(ex))
+}
+
+// deliver counts an event against --count and writes it to the sinks.
+func (p *pipeline) deliver(ev *forwarder.Event) {
 	if p.limit > 0 && p.exchanges.Load() >= p.limit {
 		return
 	}
@@ -59,8 +128,9 @@ func (p *pipeline) emit(ex *httpparse.Exchange) {
 	if p.sinkErr != nil {
 		return
 	}
-	if err := p.fwd.Handle(p.ctx, ex); err != nil {
+	if err := p.fwd.Deliver(p.ctx, ev); err != nil {
 		p.sinkErr = err
+		p.failed.Store(true)
 	}
 }
 
@@ -70,7 +140,121 @@ func (p *pipeline) feed(seg *capture.Segment) {
 		p.filtered.Add(1)
 		return
 	}
-	p.asm.Assemble(seg.NetFlow, &seg.TCP, seg.CaptureInfo, seg.Source)
+	if p.workers == nil {
+		p.asm[0].Assemble(seg.NetFlow, &seg.TCP, seg.CaptureInfo, seg.Source)
+		return
+	}
+	p.seq++
+	// The timeout scan of a single Assembler (once a second of capture time,
+	// before the segment that crosses the second) is done here for all of them,
+	// so every worker scans at the same point of the capture.
+	if ts := seg.CaptureInfo.Timestamp; ts.After(p.now) {
+		p.now = ts
+	}
+	if p.now.Sub(p.lastScan) >= time.Second {
+		p.broadcastTick(p.now, p.seq)
+	}
+	w := p.workers[flowHash(seg)%uint64(len(p.workers))]
+	w.filling.addSegment(seg, p.seq)
+	if p.inRound++; p.inRound >= roundSegments {
+		p.endRound()
+	}
+}
+
+// tick lets reassembly time out holes and idle streams when no packet comes
+// (live capture).
+func (p *pipeline) tick(now time.Time) {
+	if p.workers == nil {
+		p.asm[0].Tick(now)
+		return
+	}
+	if now.After(p.now) {
+		p.now = now
+	}
+	p.broadcastTick(p.now, p.seq+1)
+	// A quiet link still gets its exchanges out: the round goes now.
+	p.endRound()
+}
+
+// flushAll ends every stream with reason and, in sharded mode, waits for every
+// event to be delivered and stops the workers. Nothing may be fed after it.
+func (p *pipeline) flushAll(reason reassembly.CloseReason) {
+	if p.workers == nil {
+		p.asm[0].FlushAll(reason)
+		return
+	}
+	for _, w := range p.workers {
+		w.filling.items = append(w.filling.items, workItem{kind: itemFlush, seq: p.seq + 1, reason: reason})
+	}
+	p.endRound()
+	for _, w := range p.workers {
+		close(w.in)
+	}
+	<-p.merged
+}
+
+// broadcastTick has every worker scan for timeouts as of now, before the
+// segment at position seq.
+func (p *pipeline) broadcastTick(now time.Time, seq uint64) {
+	p.lastScan = now
+	for _, w := range p.workers {
+		w.filling.items = append(w.filling.items, workItem{kind: itemTick, seq: seq, now: now})
+	}
+}
+
+// endRound hands every worker its batch, empty or not: the merge takes one
+// batch from each worker per round, so it always knows how far each one got.
+func (p *pipeline) endRound() {
+	for _, w := range p.workers {
+		w.in <- w.filling
+	}
+	for _, w := range p.workers {
+		w.filling = <-w.free
+		w.filling.reset()
+	}
+	p.inRound = 0
+}
+
+// merge delivers each round's events in capture order: by the position of
+// what completed them, ticks before segments, then by worker.
+func (p *pipeline) merge() {
+	defer close(p.merged)
+	round := make([]*batch, len(p.workers))
+	next := make([]int, len(p.workers))
+	for {
+		for i, w := range p.workers {
+			b, ok := <-w.out
+			if !ok {
+				return // every worker ends after the same (flush) round
+			}
+			round[i], next[i] = b, 0
+		}
+		for {
+			best := -1
+			for i, b := range round {
+				if next[i] < len(b.events) && (best < 0 || b.events[next[i]].before(round[best].events[next[best]])) {
+					best = i
+				}
+			}
+			if best < 0 {
+				break
+			}
+			p.deliver(round[best].events[next[best]].ev)
+			next[best]++
+		}
+		for i, w := range p.workers {
+			w.free <- round[i]
+		}
+	}
+}
+
+// flowHash is the same for both directions of a connection.
+func flowHash(seg *capture.Segment) uint64 {
+	a, b := uint64(seg.TCP.SrcPort), uint64(seg.TCP.DstPort)
+	if a > b {
+		a, b = b, a
+	}
+	return seg.NetFlow.FastHash() ^ (a<<16|b)*0x9e3779b97f4a7c15
 }
 
 // drain reads src to its end, then flushes every stream with reason. It returns
@@ -78,7 +262,7 @@ func (p *pipeline) feed(seg *capture.Segment) {
 // nothing read before the error is lost.
 func (p *pipeline) drain(ctx context.Context, src capture.Source, reason reassembly.CloseReason) error {
 	var srcErr error
-	for p.sinkErr == nil {
+	for !p.failed.Load() {
 		seg, err := src.Next(ctx)
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -91,7 +275,7 @@ func (p *pipeline) drain(ctx context.Context, src capture.Source, reason reassem
 	if ctx.Err() != nil {
 		reason = reassembly.Stopped
 	}
-	p.asm.FlushAll(reason)
+	p.flushAll(reason)
 	if p.sinkErr != nil {
 		return withCode(exitOutput, p.sinkErr)
 	}
@@ -114,4 +298,131 @@ func (p *pipeline) summary(w io.Writer, src capture.Stats) {
 		fmt.Fprintf(w, ", drops: %d kernel, %d interface, %d queue", src.KernelDrops, src.IfaceDrops, src.QueueDrops)
 	}
 	fmt.Fprintln(w)
+}
+
+// roundSegments is how many segments the workers get per round; batchesPerWorker
+// how many rounds may be in flight (filling, queued, processed, merging).
+const (
+	roundSegments    = 1024
+	batchesPerWorker = 4
+)
+
+// worker reassembles, parses and builds events for its share of the
+// connections, on its own goroutine.
+type worker struct {
+	asm    *reassembly.Assembler
+	parser *httpparse.StreamFactory
+	fwd    *forwarder.Forwarder
+	// Batches circulate: filling (by the reader) -> in -> out (to the merge) ->
+	// free -> filling.
+	in, out, free chan *batch
+	filling       *batch
+	// working is the batch being processed, and seq and phase the position of
+	// the item in it, for the events it completes.
+	working *batch
+	seq     uint64
+	phase   uint8
+}
+
+func newWorker(cfg pipelineConfig, fwd *forwarder.Forwarder) *worker {
+	w := &worker{
+		fwd:     fwd,
+		in:      make(chan *batch, batchesPerWorker),
+		out:     make(chan *batch, batchesPerWorker),
+		free:    make(chan *batch, batchesPerWorker),
+		filling: &batch{},
+	}
+	for range batchesPerWorker - 1 {
+		w.free <- &batch{}
+	}
+	w.parser = httpparse.NewStreamFactory(cfg.parserOpts, w.emit)
+	w.asm = reassembly.NewAssembler(w.parser, cfg.asmOpts)
+	return w
+}
+
+func (w *worker) run() {
+	defer close(w.out)
+	for b := range w.in {
+		w.working = b
+		for i := range b.items {
+			it := &b.items[i]
+			w.seq = it.seq
+			switch it.kind {
+			case itemSegment:
+				w.phase = 1
+				seg := &it.seg
+				// Decoded again from the batch's copy: layers.TCP keeps slices of
+				// the bytes it was decoded from (ports, payload).
+				if err := seg.TCP.DecodeFromBytes(b.data[it.off:it.off+it.n], gopacket.NilDecodeFeedback); err != nil {
+					continue // decoded once already; cannot happen
+				}
+				w.asm.Assemble(seg.NetFlow, &seg.TCP, seg.CaptureInfo, seg.Source)
+			case itemTick:
+				w.phase = 0
+				w.asm.Tick(it.now)
+			case itemFlush:
+				w.phase = 0
+				w.asm.FlushAll(it.reason)
+			}
+		}
+		w.out <- b
+	}
+}
+
+// emit builds the event here, in parallel with the other workers; the merge
+// delivers it.
+func (w *worker) emit(ex *httpparse.Exchange) {
+	w.working.events = append(w.working.events, seqEvent{seq: w.seq, phase: w.phase, ev: w.fwd.Build(ex)})
+}
+
+type itemKind uint8
+
+const (
+	itemSegment itemKind = iota
+	itemTick             // scan for timeouts as of now
+	itemFlush            // end every stream with reason
+)
+
+// workItem is one thing for a worker to do, at position seq of the capture.
+type workItem struct {
+	kind itemKind
+	seq  uint64
+	// seg is the segment, its TCP header and payload copied to data[off:off+n]
+	// of the batch and decoded when it is worked on.
+	seg    capture.Segment
+	off, n int
+	now    time.Time
+	reason reassembly.CloseReason
+}
+
+// batch is one round of one worker: its work, with the segments' payloads
+// copied (the source reuses its buffers), and the events it completed.
+type batch struct {
+	items  []workItem
+	data   []byte
+	events []seqEvent
+}
+
+func (b *batch) reset() {
+	clear(b.events) // the events belong to the sinks now
+	b.items, b.data, b.events = b.items[:0], b.data[:0], b.events[:0]
+}
+
+func (b *batch) addSegment(seg *capture.Segment, seq uint64) {
+	off := len(b.data)
+	b.data = append(b.data, seg.TCP.Contents...)
+	b.data = append(b.data, seg.TCP.Payload...)
+	b.items = append(b.items, workItem{kind: itemSegment, seq: seq, off: off, n: len(b.data) - off,
+		seg: capture.Segment{CaptureInfo: seg.CaptureInfo, NetFlow: seg.NetFlow, Source: seg.Source}})
+}
+
+// seqEvent is an event with the position of what completed it.
+type seqEvent struct {
+	seq   uint64
+	phase uint8 // 0: a tick or flush, 1: a segment; ticks come first
+	ev    *forwarder.Event
+}
+
+func (e seqEvent) before(o seqEvent) bool {
+	return e.seq < o.seq || e.seq == o.seq && e.phase < o.phase
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ type commonFlags struct {
 	reorderWait time.Duration
 	maxBufConn  int
 	maxBuf      int
+	workers     int
 	otas        forwarder.OTASConfig
 	redact      redactorFlags
 }
@@ -39,6 +41,7 @@ func (c *commonFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&c.reorderWait, "reorder-wait", 2*time.Second, "how long a missing segment is waited for before it counts as lost")
 	f.IntVar(&c.maxBufConn, "max-buffered-bytes-per-conn", 1<<20, "out-of-order bytes held per connection before the oldest hole is given up")
 	f.IntVar(&c.maxBuf, "max-buffered-bytes", 64<<20, "out-of-order bytes held for all connections")
+	f.IntVar(&c.workers, "workers", 0, "goroutines that reassemble and parse, connections shared among them by flow (0: one per CPU, at most 8)")
 	addOTASFlags(f, &c.otas)
 	c.redact.register(f)
 }
@@ -82,6 +85,14 @@ func (c *commonFlags) pipelineConfig() (pipelineConfig, error) {
 	// secret that straddles the cut before the cut removes half of it.
 	keep := c.maxBody + 16<<10
 	cfg.parserOpts = httpparse.Options{MaxBodyBytes: keep}
+	switch {
+	case c.workers < 0:
+		return cfg, usageErrorf("--workers must be 0 (one per CPU) or more, not %d", c.workers)
+	case c.workers == 0:
+		cfg.workers = min(runtime.GOMAXPROCS(0), maxDefaultWorkers)
+	default:
+		cfg.workers = c.workers
+	}
 	cfg.asmOpts = reassembly.Options{
 		MaxBufferedBytesPerConn: c.maxBufConn,
 		MaxBufferedBytes:        c.maxBuf,
@@ -90,6 +101,10 @@ func (c *commonFlags) pipelineConfig() (pipelineConfig, error) {
 	}
 	return cfg, nil
 }
+
+// maxDefaultWorkers bounds the default --workers: past it the reading and the
+// merge, which stay on one goroutine each, are the limit.
+const maxDefaultWorkers = 8
 
 func newReplayCmd() *cobra.Command {
 	var flags commonFlags

@@ -24,9 +24,12 @@ const (
 
 // Limits on what the analysis keeps: enough to classify, never the traffic.
 const (
-	// headKeep is how many first bytes of each side are kept; a ClientHello
-	// with post-quantum key shares is about 1.8 KB.
-	headKeep = 16 << 10
+	// headKeep is how many first bytes of a side are kept: enough for a
+	// request line or a status line. tlsHeadKeep is for a client that starts
+	// with a TLS handshake: a ClientHello with post-quantum key shares is
+	// about 1.8 KB, and may take several records.
+	headKeep    = 256
+	tlsHeadKeep = 16 << 10
 	// checksumSample is how many packets have their TCP checksum verified.
 	checksumSample = 5000
 	// maxSNIs bounds the distinct server names listed.
@@ -74,6 +77,9 @@ type streamInfo struct {
 	exchanges  int
 	kind       string
 	hello      helloInfo
+	// decided is set once the first bytes told the kind; the heads are then
+	// dropped, so a long connection holds nothing.
+	decided bool
 }
 
 func newAnalyzer(ports capture.Ports, local map[netip.Addr]bool, asmOpts reassembly.Options) *analyzer {
@@ -220,10 +226,17 @@ func (a *analyzer) exchange(ex *httpparse.Exchange) {
 	if ex.Response != nil {
 		a.complete++
 	}
-	if info := a.byEndpoints[[2]netip.AddrPort{ex.Client, ex.Server}]; info != nil {
+	info := a.byEndpoints[[2]netip.AddrPort{ex.Client, ex.Server}]
+	if info == nil {
+		info = a.byEndpoints[[2]netip.AddrPort{ex.Server, ex.Client}]
+	}
+	if info != nil {
 		info.exchanges++
-	} else if info := a.byEndpoints[[2]netip.AddrPort{ex.Server, ex.Client}]; info != nil {
-		info.exchanges++
+		// The parser found HTTP/1.x where the first bytes did not tell
+		// (a connection joined mid-body).
+		if info.decided && (info.kind == kindOther || info.kind == kindEmpty) {
+			info.kind = kindHTTP1
+		}
 	}
 }
 
@@ -237,10 +250,33 @@ type teeStream struct {
 func (t *teeStream) Data(c reassembly.Chunk) {
 	i := t.info
 	i.bytes[c.Side] += uint64(len(c.Bytes))
-	if room := headKeep - len(i.head[c.Side]); room > 0 && i.gaps == 0 {
-		i.head[c.Side] = append(i.head[c.Side], c.Bytes[:min(room, len(c.Bytes))]...)
+	if !i.decided && i.gaps == 0 {
+		keep, first := headKeep, i.head[c.Side]
+		if len(first) == 0 {
+			first = c.Bytes
+		}
+		if c.Side == i.clientSide && len(first) > 0 && first[0] == tlsRecordHandshake {
+			keep = tlsHeadKeep
+		}
+		if room := keep - len(i.head[c.Side]); room > 0 {
+			i.head[c.Side] = append(i.head[c.Side], c.Bytes[:min(room, len(c.Bytes))]...)
+		}
+		i.decideEarly()
 	}
 	t.inner.Data(c)
+}
+
+// decideEarly classifies as soon as the client's first bytes are conclusive.
+func (i *streamInfo) decideEarly() {
+	client := i.head[i.clientSide]
+	switch {
+	case len(client) >= 5 && client[0] == tlsRecordHandshake:
+		if _, ok := parseClientHello(client); ok || len(client) >= tlsHeadKeep {
+			i.classify()
+		}
+	case len(client) >= len(h2Preface) || len(client) >= 16 && !looksLikeTLS(client):
+		i.classify()
+	}
 }
 
 func (t *teeStream) Gap(s reassembly.Side, n int, ts time.Time) {
@@ -252,11 +288,15 @@ func (t *teeStream) End(s reassembly.Side, ts time.Time) { t.inner.End(s, ts) }
 
 func (t *teeStream) Close(reason reassembly.CloseReason, ts time.Time) {
 	t.inner.Close(reason, ts)
-	t.info.classify()
+	if !t.info.decided {
+		t.info.classify()
+	}
 }
 
-// classify names what the connection carries from its first bytes.
+// classify names what the connection carries from its first bytes. An
+// HTTP/1.x exchange parsed on it later makes it HTTP/1.x (see exchange).
 func (i *streamInfo) classify() {
+	i.decided = true
 	client, server := i.head[i.clientSide], i.head[i.clientSide.Other()]
 	switch {
 	case len(client) == 0 && len(server) == 0:
@@ -289,7 +329,7 @@ func (a *analyzer) streamCounts() streamCounts {
 	sc := streamCounts{byKind: map[string]int{}}
 	seen := map[string]bool{}
 	for _, s := range a.streams {
-		if s.kind == "" {
+		if !s.decided {
 			s.classify()
 		}
 		sc.byKind[s.kind]++

@@ -84,22 +84,20 @@ func (r *Report) Check(name string) *Check {
 	return nil
 }
 
-// conclude sets the verdict: the first failure in checklist order (the
-// checks are ordered cause before effect), else the first blocking warning.
+// conclude sets the verdict: the failure that ranks first (cause before
+// effect), else the first blocking warning.
 func (r *Report) conclude() {
 	r.OK = !r.Failed()
 	r.Verdict, r.VerdictCheck = "all good", ""
-	for _, c := range r.Checks {
-		if c.Status == Fail {
-			r.Verdict, r.VerdictCheck = c.Reason, c.Name
-			return
+	best := -1
+	for i, c := range r.Checks {
+		if (c.Status == Fail || c.Status == Warn && c.Blocking) && (best < 0 || worse(c, r.Checks[best])) {
+			best = i
 		}
 	}
-	for _, c := range r.Checks {
-		if c.Status == Warn && c.Blocking {
-			r.Verdict, r.VerdictCheck = c.Reason, c.Name
-			return
-		}
+	if best >= 0 {
+		r.Verdict, r.VerdictCheck = r.Checks[best].Reason, r.Checks[best].Name
+		return
 	}
 	warns := 0
 	for _, c := range r.Checks {
@@ -117,7 +115,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "otas-sniff doctor: %s, port %s", r.Source, r.Ports)
 	if r.Watched > 0 {
-		fmt.Fprintf(&b, ", watched %s", r.Watched.Round(100*time.Millisecond))
+		// A file may span milliseconds; a live window is seconds.
+		unit := 100 * time.Millisecond
+		if r.Watched < time.Second {
+			unit = time.Millisecond
+		}
+		fmt.Fprintf(&b, ", watched %s", r.Watched.Round(unit))
 	}
 	b.WriteString("\n\n")
 	width := 0
@@ -155,6 +158,15 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// worse reports whether a explains missing events better than b: a failure
+// beats a warning, then the earlier rank wins.
+func worse(a, b Check) bool {
+	if (a.Status == Fail) != (b.Status == Fail) {
+		return a.Status == Fail
+	}
+	return rank(a.Name) < rank(b.Name)
 }
 
 func plural(n int, one, many string) string {

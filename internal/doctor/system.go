@@ -69,7 +69,7 @@ func privilegeCheck(openErr error, rerun string) Check {
 	miss := missingCaps(eff)
 	if capErr == nil {
 		c.Data["cap_eff"] = fmt.Sprintf("%016x", eff)
-		c.Data["missing"] = miss
+		c.Data["missing"] = append([]string{}, miss...)
 	}
 	fix := "sudo " + rerun + "   (or once: sudo setcap cap_net_raw,cap_net_admin+eip $(command -v otas-sniff))"
 	switch {
@@ -107,7 +107,7 @@ type ifaceState struct {
 }
 
 func inspectInterface(name string) ifaceState {
-	var st ifaceState
+	st := ifaceState{addrs: []string{}}
 	all, _ := net.Interfaces()
 	for _, i := range all {
 		if i.Name != name {
@@ -141,11 +141,13 @@ func localAddrs() map[netip.Addr]bool {
 	return m
 }
 
+// maxSampled bounds how many other interfaces are sampled at once.
+const maxSampled = 64
+
 // sampler counts packets to the port on the interfaces not asked for, during
 // the same window, to say where the traffic is when it is not on -i.
 type sampler struct {
 	wg     sync.WaitGroup
-	mu     sync.Mutex
 	counts map[string]*atomic.Uint64
 }
 
@@ -159,9 +161,13 @@ func startSampler(ctx context.Context, skip, filter string) *sampler {
 		if i.Name == skip || i.Flags&net.FlagUp == 0 {
 			continue
 		}
+		// A node with hundreds of pod veths would pin too much ring memory.
+		if len(s.counts) >= maxSampled {
+			break
+		}
 		src, err := capture.OpenLive(capture.LiveOptions{
 			Interfaces: []string{i.Name}, Filter: filter, SnapLen: 128,
-			BufferSize: 1 << 20, Immediate: true, QueuePackets: 256,
+			BufferSize: 512 << 10, Immediate: true, QueuePackets: 256,
 		})
 		if err != nil {
 			continue
@@ -212,15 +218,15 @@ func (c ifaceCount) String() string { return fmt.Sprintf("%s (%d packets)", c.na
 type liveResult struct {
 	openErr error
 	// runErr is what stopped the capture early (the interface went down).
-	runErr  error
-	stats   capture.Stats
-	an      *analyzer
-	watched time.Duration
+	runErr    error
+	stats     capture.Stats
+	an        *analyzer
+	watched   time.Duration
 	elsewhere []ifaceCount
-	snapLen int
+	snapLen   int
 }
 
-// watchLive captures on iface for d through the real capture stage and feeds
+// watchLive captures on o.Interface for o.For through the real capture stage and feeds
 // the analyzer, while sampling the other interfaces.
 func watchLive(ctx context.Context, o *Options) liveResult {
 	var r liveResult

@@ -1,0 +1,344 @@
+package forwarder
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/otas/otas-sniff/httpparse"
+)
+
+// Event encoding by hand: encoding/json's reflection and the maps it needs for
+// header objects were a fifth of a replay's CPU. The output is byte for byte
+// what encoding/json writes for the same values (event_json_test.go checks it
+// against encoding/json on generated events); anything unusual (a non-empty
+// custom_properties or extra, a time outside years 0-9999, a NaN latency) is
+// handed to encoding/json.
+
+// errUnusual sends an event down the encoding/json path.
+var errUnusual = errors.New("event needs encoding/json")
+
+// AppendJSON appends ev as one JSON object, as json.Encoder with SetEscapeHTML
+// (escapeHTML) would write it, without the trailing newline.
+func (ev *Event) AppendJSON(dst []byte, escapeHTML bool) ([]byte, error) {
+	start := len(dst)
+	out, err := ev.appendFast(dst, escapeHTML)
+	if err == nil {
+		return out, nil
+	}
+	// The slow path starts again from dst: the fast one stopped half-way.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	if err := enc.Encode(ev); err != nil {
+		return dst[:start], fmt.Errorf("encode event: %w", err)
+	}
+	return append(dst[:start], bytes.TrimSuffix(b.Bytes(), []byte{'\n'})...), nil
+}
+
+func (ev *Event) appendFast(b []byte, html bool) ([]byte, error) {
+	if len(ev.CustomProperties) > 0 || len(ev.Metadata.Extra) > 0 || math.IsNaN(ev.LatencyMS) || math.IsInf(ev.LatencyMS, 0) {
+		return b, errUnusual
+	}
+	b = append(b, `{"project_id":`...)
+	b = appendStringJSON(b, ev.ProjectID, html)
+	b = append(b, `,"path":`...)
+	b = appendStringJSON(b, ev.Path, html)
+	b = append(b, `,"method":`...)
+	b = appendStringJSON(b, ev.Method, html)
+	b = append(b, `,"status_code":`...)
+	b = strconv.AppendInt(b, int64(ev.StatusCode), 10)
+	b = append(b, `,"latency_ms":`...)
+	b = appendJSONFloat(b, ev.LatencyMS)
+	b = append(b, `,"request_size_bytes":`...)
+	b = strconv.AppendInt(b, ev.RequestSizeBytes, 10)
+	b = append(b, `,"response_size_bytes":`...)
+	b = strconv.AppendInt(b, ev.ResponseSizeBytes, 10)
+	for _, f := range [...]struct{ key, val string }{
+		{`,"request_headers":`, ev.RequestHeaders},
+		{`,"request_body":`, ev.RequestBody},
+		{`,"query_params":`, ev.QueryParams},
+		{`,"post_data":`, ev.PostData},
+		{`,"response_headers":`, ev.ResponseHeaders},
+		{`,"response_body":`, ev.ResponseBody},
+		{`,"request_content_type":`, ev.RequestContentType},
+		{`,"response_content_type":`, ev.ResponseContentType},
+	} {
+		b = append(b, f.key...)
+		b = appendStringJSON(b, f.val, html)
+	}
+	if ev.CustomProperties == nil {
+		b = append(b, `,"custom_properties":null`...)
+	} else {
+		b = append(b, `,"custom_properties":{}`...)
+	}
+	b = append(b, `,"error":`...)
+	b = appendStringJSON(b, ev.Error, html)
+	b = append(b, `,"metadata":`...)
+	b, err := ev.Metadata.appendJSON(b, html)
+	if err != nil {
+		return b, err
+	}
+	return append(b, '}'), nil
+}
+
+func (md *Metadata) appendJSON(b []byte, html bool) ([]byte, error) {
+	var err error
+	b = append(b, `{"event_id":`...)
+	b = appendStringJSON(b, md.EventID, html)
+	b = append(b, `,"request_time":`...)
+	if b, err = appendJSONTime(b, md.RequestTime); err != nil {
+		return b, err
+	}
+	for _, t := range [...]struct {
+		key string
+		t   time.Time
+	}{
+		{`,"response_time":`, md.ResponseTime},
+		{`,"request_end_time":`, md.RequestEndTime},
+		{`,"response_start_time":`, md.ResponseStartTime},
+	} {
+		if t.t.IsZero() {
+			continue // omitzero
+		}
+		b = append(b, t.key...)
+		if b, err = appendJSONTime(b, t.t); err != nil {
+			return b, err
+		}
+	}
+	b = append(b, `,"client":`...)
+	b = appendStringJSON(b, md.Client, html)
+	b = append(b, `,"server":`...)
+	b = appendStringJSON(b, md.Server, html)
+	b = append(b, `,"host":`...)
+	b = appendStringJSON(b, md.Host, html)
+	b = append(b, `,"http_version":`...)
+	b = appendStringJSON(b, md.HTTPVersion, html)
+	b = append(b, `,"source":`...)
+	b = appendStringJSON(b, md.Source, html)
+	b = append(b, `,"connection_index":`...)
+	b = strconv.AppendInt(b, int64(md.ConnectionIndex), 10)
+	b = append(b, `,"agent_session_token_present":`...)
+	b = strconv.AppendBool(b, md.AgentSessionTokenPresent)
+	b = append(b, `,"request_body_truncated":`...)
+	b = strconv.AppendBool(b, md.RequestBodyTruncated)
+	b = append(b, `,"response_body_truncated":`...)
+	b = strconv.AppendBool(b, md.ResponseBodyTruncated)
+	if md.RequestBodyNotKept != "" {
+		b = append(b, `,"request_body_not_kept":`...)
+		b = appendStringJSON(b, md.RequestBodyNotKept, html)
+	}
+	if md.ResponseBodyNotKept != "" {
+		b = append(b, `,"response_body_not_kept":`...)
+		b = appendStringJSON(b, md.ResponseBodyNotKept, html)
+	}
+	if len(md.InterimStatuses) > 0 {
+		b = append(b, `,"interim_statuses":[`...)
+		for i, s := range md.InterimStatuses {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(s), 10)
+		}
+		b = append(b, ']')
+	}
+	if md.Upgraded {
+		b = append(b, `,"upgraded":true`...)
+	}
+	if len(md.Anomalies) > 0 {
+		b = append(b, `,"anomalies":[`...)
+		for i, a := range md.Anomalies {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendStringJSON(b, a, html)
+		}
+		b = append(b, ']')
+	}
+	if md.PathTemplate != "" {
+		b = append(b, `,"path_template":`...)
+		b = appendStringJSON(b, md.PathTemplate, html)
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONTime writes t as time.Time.MarshalJSON does.
+func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
+	if y := t.Year(); y < 0 || y > 9999 {
+		return b, errUnusual
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), nil
+}
+
+// appendJSONFloat writes f as encoding/json does: like ES6, 'e' notation only
+// for very small or large magnitudes, exponents not padded.
+func appendJSONFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 becomes e-9
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// stringSafe[c] is 1 for a byte that appendStringJSON copies as is whatever
+// html is, 2 for one it copies as is only when html is false (<, >, &), 0 for
+// one that needs a look (escapes, and UTF-8 to check). Read-only.
+var stringSafe = func() (t [256]uint8) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = 1
+	}
+	t['"'], t['\\'] = 0, 0
+	t['<'], t['>'], t['&'] = 2, 2, 2
+	return t
+}()
+
+// appendStringJSON writes s as a JSON string exactly as encoding/json does:
+// invalid UTF-8 becomes U+FFFD, U+2028 and U+2029 are escaped, and so are <, >
+// and & when html is set.
+func appendStringJSON(b []byte, s string, html bool) []byte {
+	b = append(b, '"')
+	start := 0
+	safe := uint8(1)
+	if !html {
+		safe = 2
+	}
+	for i := 0; i < len(s); {
+		c := s[i]
+		if t := stringSafe[c]; t != 0 && t <= safe {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// maxStackFields is how many header fields headersJSON sorts without allocating.
+const maxStackFields = 48
+
+// headersJSON encodes header fields as a JSON object of name to value, names
+// sorted, as json.Marshal of a map[string]string would; repeated fields are
+// joined with ", " as RFC 9110 allows.
+func headersJSON(h httpparse.Header) string {
+	var stack [maxStackFields]httpparse.Field
+	merged := stack[:0]
+	if len(h) > len(stack) {
+		merged = make([]httpparse.Field, 0, len(h))
+	}
+	size := 2
+	for _, f := range h {
+		size += len(f.Name) + len(f.Value) + 6
+		if i := slices.IndexFunc(merged, func(m httpparse.Field) bool { return m.Name == f.Name }); i >= 0 {
+			merged[i].Value += ", " + f.Value
+			continue
+		}
+		merged = append(merged, f)
+	}
+	slices.SortFunc(merged, func(a, b httpparse.Field) int { return strings.Compare(a.Name, b.Name) })
+	var buf [1024]byte
+	b := buf[:0]
+	if size > len(buf) {
+		b = make([]byte, 0, size+size/8)
+	}
+	b = append(b, '{')
+	for i, f := range merged {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendStringJSON(b, f.Name, true)
+		b = append(b, ':')
+		b = appendStringJSON(b, f.Value, true)
+	}
+	return string(append(b, '}'))
+}
+
+// valuesJSON encodes parsed query or form values as json.Marshal does a
+// map[string][]string: names sorted, lists in order.
+func valuesJSON(v map[string][]string) string {
+	if len(v) == 0 {
+		return "{}"
+	}
+	names := make([]string, 0, len(v))
+	for k := range v {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	var buf [512]byte
+	b := append(buf[:0], '{')
+	for i, k := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendStringJSON(b, k, true)
+		b = append(b, ':')
+		if v[k] == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		b = append(b, '[')
+		for j, s := range v[k] {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendStringJSON(b, s, true)
+		}
+		b = append(b, ']')
+	}
+	return string(append(b, '}'))
+}

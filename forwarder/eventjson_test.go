@@ -1,0 +1,106 @@
+package forwarder
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otas/otas-sniff/httpparse"
+)
+
+// encodingJSON is what the hand-written encoder must reproduce.
+func encodingJSON(t *testing.T, v any, html bool) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(html)
+	require.NoError(t, enc.Encode(v))
+	return string(bytes.TrimSuffix(b.Bytes(), []byte{'\n'}))
+}
+
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	awkward := "a\"b\\c\b\f\n\r\t\x00\x1f\x7f <&> é \u2028\u2029 \xff\xfe end"
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 600700800, time.UTC)
+	events := []*Event{
+		{CustomProperties: map[string]any{}},
+		{},
+		{
+			ProjectID: "p", Path: "/a<b>", Method: "POST", StatusCode: 201, LatencyMS: 12.345678,
+			RequestSizeBytes: 10, ResponseSizeBytes: 1 << 40, RequestHeaders: `{"A":"b"}`,
+			RequestBody: awkward, QueryParams: "{}", PostData: awkward, ResponseHeaders: awkward,
+			ResponseBody: `{"x":[1,2,"\u00e9"]}`, RequestContentType: "application/json", ResponseContentType: awkward,
+			CustomProperties: map[string]any{}, Error: "no response",
+			Metadata: Metadata{
+				EventID: "id", RequestTime: ts, ResponseTime: ts.Add(time.Second), RequestEndTime: ts,
+				ResponseStartTime: ts.In(time.FixedZone("x", 3600)), Client: "1.2.3.4:5", Server: "[::1]:80",
+				Host: awkward, HTTPVersion: "HTTP/1.1", Source: "f.pcap", ConnectionIndex: 7,
+				AgentSessionTokenPresent: true, RequestBodyTruncated: true, ResponseBodyTruncated: true,
+				RequestBodyNotKept: "multipart/form-data", ResponseBodyNotKept: awkward,
+				InterimStatuses: []int{100, 103}, Upgraded: true, Anomalies: []string{"a", awkward}, PathTemplate: "/a/{id}",
+			},
+		},
+		// The encoding/json fallbacks.
+		{CustomProperties: map[string]any{"k": 1}, Metadata: Metadata{Extra: map[string]any{"pod": "<x>"}}},
+		{Metadata: Metadata{RequestTime: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}},
+	}
+	for _, lat := range []float64{0, 1e-7, 3e-6, 1e21, 1e22, -5.5, 123456789.125, 0.1} {
+		events = append(events, &Event{LatencyMS: lat})
+	}
+	for i, ev := range events {
+		for _, html := range []bool{false, true} {
+			got, err := ev.AppendJSON([]byte("prefix"), html)
+			if ev.Metadata.RequestTime.Year() > 9999 {
+				assert.Error(t, err)
+				assert.Equal(t, "prefix", string(got))
+				continue
+			}
+			require.NoError(t, err)
+			want := encodingJSON(t, ev, html)
+			assert.Equal(t, "prefix"+want, string(got), "event %d html %v", i, html)
+		}
+	}
+	_, err := (&Event{LatencyMS: math.NaN()}).AppendJSON(nil, false)
+	assert.Error(t, err)
+}
+
+func TestHeadersAndValuesJSONMatchEncodingJSON(t *testing.T) {
+	h := httpparse.Header{{Name: "b", Value: "1"}, {Name: "A", Value: "<2>"}, {Name: "b", Value: "3"}, {Name: "\xff", Value: "\u2028"}, {Name: "a", Value: "&"}}
+	m := map[string]string{}
+	for _, f := range h {
+		if prev, ok := m[f.Name]; ok {
+			m[f.Name] = prev + ", " + f.Value
+			continue
+		}
+		m[f.Name] = f.Value
+	}
+	want, _ := json.Marshal(m)
+	assert.Equal(t, string(want), headersJSON(h))
+	assert.Equal(t, "{}", headersJSON(nil))
+
+	big := httpparse.Header{}
+	for i := range 100 {
+		big = append(big, httpparse.Field{Name: string(rune('a' + i%26)), Value: string(rune('A' + i%7))})
+	}
+	m = map[string]string{}
+	for _, f := range big {
+		if prev, ok := m[f.Name]; ok {
+			m[f.Name] = prev + ", " + f.Value
+			continue
+		}
+		m[f.Name] = f.Value
+	}
+	want, _ = json.Marshal(m)
+	assert.Equal(t, string(want), headersJSON(big))
+
+	for _, q := range []string{"", "a=1&b=2&a=3", "x=%3C%26%3E&&=&y", "z=\xff&%E2%80%A8=1"} {
+		v := parseQuery(q)
+		want, _ := json.Marshal(map[string][]string(v))
+		assert.Equal(t, string(want), valuesJSON(v), q)
+	}
+	assert.Equal(t, `{"k":null}`, valuesJSON(url.Values{"k": nil}))
+}
