@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -66,13 +67,14 @@ func bareLoop(b *testing.B, path string) (packets, bytes uint64) {
 	return st.Packets, st.Bytes
 }
 
-// fullPipeline replays the file through every stage into a JSONL sink that
-// discards its output.
-func fullPipeline(b *testing.B, path string) (packets, fileBytes, exchanges uint64) {
+// fullPipeline replays the file through every stage, with workers goroutines
+// reassembling and parsing, into a JSONL sink that discards its output.
+func fullPipeline(b *testing.B, path string, workers int) (packets, fileBytes, exchanges uint64) {
 	ctx := context.Background()
 	fwd := forwarder.New(forwarder.Options{}, forwarder.NewJSONLWriter("discard", io.Discard))
 	var flags commonFlags
 	flags.register(&cobra.Command{})
+	flags.workers = workers
 	cfg, err := flags.pipelineConfig()
 	if err != nil {
 		b.Fatal(err)
@@ -94,40 +96,61 @@ func fullPipeline(b *testing.B, path string) (packets, fileBytes, exchanges uint
 	return st.Packets, st.Bytes, p.exchanges.Load()
 }
 
-// BenchmarkReplay replays a generated capture of 100k exchanges through the full
-// pipeline and, in the same run, through a bare read-and-decode loop, and reports
-// the pipeline's rate as a share of the bare loop's.
+// BenchmarkReplay replays a generated capture of 100k exchanges (BENCH_EXCHANGES
+// overrides it) in one run through: a bare read-and-decode loop and the full
+// pipeline with one worker, both on one core (GOMAXPROCS=1), then the full
+// pipeline with one worker per core on every core. It reports the one-core
+// pipeline's rate as a share of the bare loop's, and the all-core speed-up.
 //
 //	go test ./cmd/otas-sniff -run '^$' -bench Replay -benchtime 3x
 func BenchmarkReplay(b *testing.B) {
-	path := benchCapture(b, 100_000)
-	var bareDur, fullDur time.Duration
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_EXCHANGES")); err == nil && v > 0 {
+		n = v
+	}
+	path := benchCapture(b, n)
+	cores := runtime.GOMAXPROCS(0)
+	var bareDur, oneDur, allDur time.Duration
 	var packets, fileBytes, exchanges, mallocs uint64
 	var ms runtime.MemStats
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		runtime.GOMAXPROCS(1)
 		start := time.Now()
 		bareLoop(b, path)
 		bareDur += time.Since(start)
 
+		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		before := ms.Mallocs
 		start = time.Now()
-		p, fb, ex := fullPipeline(b, path)
-		fullDur += time.Since(start)
+		p, fb, ex := fullPipeline(b, path, 1)
+		oneDur += time.Since(start)
 		runtime.ReadMemStats(&ms)
 		mallocs += ms.Mallocs - before
 		packets += p
 		fileBytes += fb
 		exchanges += ex
+
+		runtime.GOMAXPROCS(cores)
+		runtime.GC()
+		start = time.Now()
+		if _, _, ex2 := fullPipeline(b, path, cores); ex2 != ex {
+			b.Fatalf("%d workers emitted %d exchanges, one worker %d", cores, ex2, ex)
+		}
+		allDur += time.Since(start)
 	}
 	b.StopTimer()
 	barePPS := float64(packets) / bareDur.Seconds()
-	fullPPS := float64(packets) / fullDur.Seconds()
-	b.ReportMetric(fullPPS, "packets/s")
-	b.ReportMetric(float64(fileBytes)/1e6/fullDur.Seconds(), "MB/s")
-	b.ReportMetric(float64(exchanges)/fullDur.Seconds(), "exchanges/s")
+	onePPS := float64(packets) / oneDur.Seconds()
+	allPPS := float64(packets) / allDur.Seconds()
+	b.ReportMetric(onePPS, "packets/s")
+	b.ReportMetric(float64(fileBytes)/1e6/oneDur.Seconds(), "MB/s")
+	b.ReportMetric(float64(exchanges)/oneDur.Seconds(), "exchanges/s")
 	b.ReportMetric(float64(mallocs)/float64(packets), "allocs/packet")
 	b.ReportMetric(barePPS, "bare-packets/s")
-	b.ReportMetric(fullPPS/barePPS, "ratio-to-bare")
+	b.ReportMetric(onePPS/barePPS, "ratio-to-bare")
+	b.ReportMetric(allPPS, "allcore-packets/s")
+	b.ReportMetric(allPPS/onePPS, "allcore-speedup")
+	b.ReportMetric(float64(cores), "cores")
 }

@@ -32,7 +32,7 @@ applied, with the source of each. Secrets are masked.`,
 			fs.AddFlagSet(target.InheritedFlags())
 			// The --config given to this command names the file for the target too.
 			file := config.File(cmd.Flags(), os.Getenv)
-			if err := config.Apply(fs, file, os.Getenv); err != nil {
+			if err := config.ApplyShared(fs, file, os.Getenv, anyCommandFlag(cmd.Root())); err != nil {
 				return withCode(exitUsage, err)
 			}
 			return config.WriteTable(cmd.OutOrStdout(), config.Effective(fs, config.SecretName))

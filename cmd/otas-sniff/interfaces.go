@@ -26,6 +26,8 @@ func newInterfacesCmd() *cobra.Command {
 		Long: `interfaces lists what -i accepts: each device libpcap finds, its addresses, whether
 it is up, running or a loopback, and the packets it has moved, to tell which carry
 the traffic to watch. Needs no privileges.`,
+		Example: `  otas-sniff interfaces
+  sudo otas-sniff -i "$(otas-sniff interfaces | awk '/carries traffic/ {print $1; exit}')" -p 8000 -o jsonl:-`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			devs, err := pcap.FindAllDevs()

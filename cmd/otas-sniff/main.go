@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/otas/otas-sniff/internal/config"
 )
@@ -103,8 +104,12 @@ to OTAS or to local files. Nothing sits on the application's request path.`,
 	root.PersistentFlags().String(config.FileFlag, "", "YAML file of settings: flag names as keys (precedence: flag > OTAS_SNIFF_<FLAG> > file > default)")
 	logs := registerLogFlags(root)
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
-		// Settings not given as flags come from OTAS_SNIFF_* and the --config file.
-		if err := config.Apply(cmd.Flags(), config.File(cmd.Flags(), os.Getenv), os.Getenv); err != nil {
+		// Settings not given as flags come from OTAS_SNIFF_* and the --config file;
+		// `otas-sniff config` applies them to the command it shows instead.
+		if cmd.Name() == "config" && cmd.Parent() == cmd.Root() {
+			return logs.validate()
+		}
+		if err := config.ApplyShared(cmd.Flags(), config.File(cmd.Flags(), os.Getenv), os.Getenv, anyCommandFlag(cmd.Root())); err != nil {
 			return withCode(exitUsage, err)
 		}
 		if err := logs.validate(); err != nil {
@@ -135,4 +140,20 @@ to OTAS or to local files. Nothing sits on the application's request path.`,
 	root.AddCommand(newReplayCmd(), newInterfacesCmd(), newVersionCmd(), newConfigCmd(), newAuthCmd())
 	root.AddCommand(newDoctorCmd())
 	return root
+}
+
+// anyCommandFlag reports whether a name is a flag of any command, so one config
+// file can hold the settings of every command.
+func anyCommandFlag(root *cobra.Command) func(string) bool {
+	names := map[string]bool{}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Flags().VisitAll(func(f *pflag.Flag) { names[f.Name] = true })
+		c.PersistentFlags().VisitAll(func(f *pflag.Flag) { names[f.Name] = true })
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	return func(name string) bool { return names[name] }
 }

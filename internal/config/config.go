@@ -70,6 +70,13 @@ func skipped(name string) bool {
 // The file is a mapping of flag names to values; an unknown name or a value of
 // the wrong type is an error naming the file, line and key.
 func Apply(fs *pflag.FlagSet, file string, getenv func(string) string) error {
+	return ApplyShared(fs, file, getenv, nil)
+}
+
+// ApplyShared is Apply for a config file shared by several commands: a key
+// that is not a flag of fs but for which otherCommand reports true belongs to
+// another command and is skipped instead of rejected.
+func ApplyShared(fs *pflag.FlagSet, file string, getenv func(string) string, otherCommand func(name string) bool) error {
 	// Flags already changed were given on the command line (or by an earlier
 	// Apply), and win over everything here.
 	isSet := func(name string) bool { return fs.Lookup(name).Changed }
@@ -102,7 +109,7 @@ func Apply(fs *pflag.FlagSet, file string, getenv func(string) string) error {
 	if file == "" {
 		return nil
 	}
-	return applyFile(fs, file)
+	return applyFile(fs, file, otherCommand)
 }
 
 // splitList splits a comma-separated variable, trimming spaces around items
@@ -151,7 +158,7 @@ func (e *FileError) Unwrap() error { return e.Err }
 // yamlLine finds the line in yaml.v3's messages ("yaml: line 3: ...").
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func applyFile(fs *pflag.FlagSet, file string) error {
+func applyFile(fs *pflag.FlagSet, file string, otherCommand func(string) bool) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return fmt.Errorf("read config file: %w", err)
@@ -189,6 +196,8 @@ func applyFile(fs *pflag.FlagSet, file string) error {
 			continue
 		case name == FileFlag:
 			fail(keyNode.Line, "%q cannot be set in the config file itself", key)
+			continue
+		case (f == nil || skipped(name)) && otherCommand != nil && otherCommand(name):
 			continue
 		case f == nil || skipped(name):
 			fail(keyNode.Line, "unknown setting %q; %s", key, suggest(fs, name))
