@@ -5,7 +5,7 @@
 # while this script samples the sniffer's RSS, goroutines and open streams
 # every INTERVAL seconds into a CSV and plots it with gnuplot. Needs root.
 #
-#   sudo bench/soak.sh 30m                  # writes bench/soak.csv, bench/soak.png
+#   sudo bench/soak.sh 30m                  # writes bench/soak.csv, bench/soak-summary.txt, bench/soak.png
 #   RATE=400 INTERVAL=10 sudo bench/soak.sh 2h
 #
 # A healthy run has flat curves after warm-up: RSS and goroutines bounded,
@@ -69,7 +69,7 @@ clipid=$!
 
 metric() { awk -v n="$1" '$1==n {print $2; found=1} END {if (!found) print "NA"}' "$work/metrics.txt"; }
 csv="$OUT.csv"
-echo "seconds,rss_mib,goroutines,open_streams,streams_total,exchanges_total,heap_inuse_mib" >"$csv"
+echo "seconds,rss_mib,goroutines,open_streams,streams_total,exchanges_total,heap_inuse_mib,packets_dropped" >"$csv"
 t0=$(date +%s)
 while kill -0 "$clipid" 2>/dev/null; do
 	now=$(( $(date +%s) - t0 ))
@@ -77,11 +77,13 @@ while kill -0 "$clipid" 2>/dev/null; do
 	ip netns exec "$srv" curl -s -m 2 http://127.0.0.1:9464/metrics >"$work/metrics.txt" || true
 	heap=$(metric go_memstats_heap_inuse_bytes)
 	[ "$heap" != NA ] && heap=$(awk -v h="$heap" 'BEGIN{printf "%.1f", h/1048576}')
-	echo "$now,$rss,$(metric go_goroutines),$(metric otas_sniff_open_streams),$(metric otas_sniff_streams_total),$(metric otas_sniff_exchanges_total),$heap" >>"$csv"
+	drops=$(awk '/^otas_sniff_packets_dropped_total/ {s += $2} END {printf "%d", s}' "$work/metrics.txt")
+	echo "$now,$rss,$(metric go_goroutines),$(metric otas_sniff_open_streams),$(metric otas_sniff_tcp_streams_total),$(metric otas_sniff_exchanges_total),$heap,$drops" >>"$csv"
 	sleep "$INTERVAL"
 done
 wait "$clipid" || true
 clipid=
+sleep 2 # the last answers reach the sniffer before it stops
 kill -TERM "$spid"
 wait "$spid" || true
 spid=
@@ -106,8 +108,16 @@ END {
 	printf "heap_inuse_mib: first-half mean %.1f, second-half mean %.1f\n", h1/c1, h2/c2 >> out
 	printf "goroutines: first-half mean %.1f, second-half mean %.1f, max %d\n", g1/c1, g2/c2, gmax >> out
 	printf "open_streams: first-half mean %.1f, second-half mean %.1f, max %d\n", o1/c1, o2/c2, omax >> out
+	# Flat: the mean of the second half within 10% (RSS) or 20% (goroutines,
+	# open streams, which are small numbers) of the mean of the first half.
+	flat = (r2 <= r1 * 1.10 && g2 <= g1 * 1.20 + 2 && o2 <= o1 * 1.20 + 10)
+	printf "verdict: %s\n", (flat ? "flat (no growth between the halves of the run after warm-up)" : "GROWING: compare the halves above") >> out
 	printf "client: %s\nsniffer: %s\n", client, sniff >> out
 }' "$csv"
+{
+	echo "sniffer endpoint table (exchanges by endpoint; compare completed_by_endpoint above):"
+	grep -E "^(METHOD|GET|POST|PUT|DELETE|HEAD) " "$work/sniff.log" || true
+} >>"$OUT-summary.txt"
 cat "$OUT-summary.txt"
 
 gnuplot <<GP

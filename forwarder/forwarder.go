@@ -29,6 +29,10 @@ type Options struct {
 	// Enrich, when set, may add to an event before it is written (path
 	// templates, pod names).
 	Enrich func(*Event)
+	// Prepare, when set, adds to an event as Build makes it; unlike Enrich it
+	// may run on several goroutines at once, so it must be a pure function of
+	// the event (path templates).
+	Prepare func(*Event)
 }
 
 // Forwarder redacts each exchange, turns it into an event and writes it to every
@@ -66,7 +70,11 @@ func (f *Forwarder) Event(ex *httpparse.Exchange) *Event {
 func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
 	f.opts.Redactor.Redact(ex)
-	return newEvent(ex, token, f.opts.BodyLimit)
+	ev := newEvent(ex, token, f.opts.BodyLimit)
+	if f.opts.Prepare != nil {
+		f.opts.Prepare(ev)
+	}
+	return ev
 }
 
 // Deliver enriches an event from Build and writes it to every sink; calls must

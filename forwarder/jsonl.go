@@ -51,8 +51,11 @@ func (s *JSONLSink) Write(_ context.Context, ev *Event) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", s.name, err)
 	}
-	s.buf = append(b, '\n')
-	if _, err := s.w.Write(s.buf); err != nil {
+	s.buf = b
+	if _, err := s.w.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", s.name, err)
+	}
+	if err := s.w.WriteByte('\n'); err != nil {
 		return fmt.Errorf("write %s: %w", s.name, err)
 	}
 	if s.flushEach {

@@ -57,7 +57,7 @@ type Redactor struct {
 	paramLens  uint64
 	paramFirst [4]uint64
 	maxParam   int
-	patterns []valuePattern
+	patterns   []valuePattern
 	// minPattern is the shortest text any pattern can match.
 	minPattern int
 }

@@ -42,6 +42,7 @@ const (
 	errResponseLostInGap  = "response lost in capture gap"
 	errResponseIncomplete = "response incomplete"
 	errResponseInvalid    = "invalid response"
+	errEvicted            = "connection evicted (--max-streams)"
 )
 
 // maxChunkLine bounds a chunk-size line, extensions included.
@@ -90,7 +91,7 @@ type pendingExchange struct {
 	ex *Exchange
 	// exchange is where ex points: one allocation for both.
 	exchange Exchange
-	reqDone bool
+	reqDone  bool
 	// answered: a final response is attached, or it is known none will come.
 	answered bool
 	respDone bool
@@ -178,8 +179,11 @@ func (s *stream) Close(reason reassembly.CloseReason, ts time.Time) {
 	}
 	s.closed = true
 	why := errNoResponse
-	if reason == reassembly.Stopped {
+	switch reason {
+	case reassembly.Stopped:
 		why = errCaptureStopped
+	case reassembly.Evicted:
+		why = errEvicted
 	}
 	if !s.stopped {
 		for i := range s.dirs {

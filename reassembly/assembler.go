@@ -24,6 +24,10 @@ type Options struct {
 	// IdleTimeout closes a connection that has seen no packet for this long. 0
 	// means 2 min.
 	IdleTimeout time.Duration
+	// MaxStreams caps the connections parsed at once: opening one more closes
+	// the one idle longest with reason Evicted (its parser state is freed; it
+	// gets a new stream if it sends again). 0 means no cap.
+	MaxStreams int
 }
 
 func (o *Options) setDefaults() {
@@ -57,11 +61,13 @@ type Stats struct {
 	OutOfOrder     uint64 // segments buffered until the bytes before them came
 	OverlapBytes   uint64 // retransmitted or overlapping bytes discarded
 	OverlapPackets uint64
+	Evicted        uint64 // streams closed to stay under MaxStreams
 }
 
 type counters struct {
 	segments, connections, midStream, closed, idleClosed     atomic.Uint64
 	gaps, gapBytes, outOfOrder, overlapBytes, overlapPackets atomic.Uint64
+	evicted                                                  atomic.Uint64
 	open                                                     atomic.Int64
 }
 
@@ -84,6 +90,9 @@ type Assembler struct {
 	// each needs its own, and a slab makes that one allocation per
 	// contextSlab segments instead of one per segment.
 	contexts []assembleContext
+	// idle lists the streams with a parser, most recently active first, so the
+	// one idle longest is evicted when MaxStreams is reached.
+	idle streamList
 }
 
 const contextSlab = 1024
@@ -165,6 +174,7 @@ func (a *Assembler) Stats() Stats {
 		Closed: c.closed.Load(), IdleClosed: c.idleClosed.Load(), Open: c.open.Load(),
 		Gaps: c.gaps.Load(), GapBytes: c.gapBytes.Load(), OutOfOrder: c.outOfOrder.Load(),
 		OverlapBytes: c.overlapBytes.Load(), OverlapPackets: c.overlapPackets.Load(),
+		Evicted: c.evicted.Load(),
 	}
 }
 
@@ -212,6 +222,8 @@ type stream struct {
 	// swapped: gopacket's client-to-server direction is our Responder side.
 	swapped bool
 	closed  bool
+	// older and newer link the stream into Assembler.idle while next is set.
+	older, newer *stream
 }
 
 func (s *stream) side(dir gpr.TCPFlowDirection) Side {
@@ -235,6 +247,12 @@ func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir gpr.TCPFlo
 		s.next = s.a.factory.NewStream(s.conn)
 		s.a.c.connections.Add(1)
 		s.a.c.open.Add(1)
+		s.a.idle.pushFront(s)
+		if limit := s.a.opts.MaxStreams; limit > 0 && s.a.c.open.Load() > int64(limit) {
+			s.a.idle.back().evict(ci.Timestamp)
+		}
+	} else {
+		s.a.idle.moveToFront(s)
 	}
 	// A capture starts mid-connection on long-lived keep-alive streams: take the
 	// first segment seen as the start and let the parser resynchronise.
@@ -246,8 +264,8 @@ func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir gpr.TCPFlo
 }
 
 func (s *stream) ReassembledSG(sg gpr.ScatterGather, ac gpr.AssemblerContext) {
-	if s.closed {
-		return
+	if s.closed || s.next == nil {
+		return // closed, or evicted with bytes still queued
 	}
 	dir, _, end, skip := sg.Info()
 	side := s.side(dir)
@@ -301,6 +319,7 @@ func (s *stream) close(reason CloseReason, ts time.Time) {
 	if s.next == nil {
 		return
 	}
+	s.a.idle.remove(s)
 	s.a.c.open.Add(-1)
 	switch reason {
 	case Closed:
@@ -311,6 +330,56 @@ func (s *stream) close(reason CloseReason, ts time.Time) {
 	s.next.Close(reason, ts)
 }
 
+// evict closes the stream's parser to free its memory. Unlike close it leaves
+// the connection open to gopacket: if it sends again it gets a new parser,
+// which resynchronises as on a capture started mid-connection.
+func (s *stream) evict(ts time.Time) {
+	s.a.idle.remove(s)
+	s.a.c.open.Add(-1)
+	s.a.c.evicted.Add(1)
+	next := s.next
+	s.next = nil
+	s.conn.SYNSeen = false
+	next.Close(Evicted, ts)
+}
+
+// streamList is a doubly linked list of streams through their older and newer
+// fields: no allocation, O(1) updates on every segment.
+type streamList struct{ newest, oldest *stream }
+
+func (l *streamList) pushFront(s *stream) {
+	s.older, s.newer = l.newest, nil
+	if l.newest != nil {
+		l.newest.newer = s
+	} else {
+		l.oldest = s
+	}
+	l.newest = s
+}
+
+func (l *streamList) remove(s *stream) {
+	if s.newer != nil {
+		s.newer.older = s.older
+	} else {
+		l.newest = s.older
+	}
+	if s.older != nil {
+		s.older.newer = s.newer
+	} else {
+		l.oldest = s.newer
+	}
+	s.older, s.newer = nil, nil
+}
+
+func (l *streamList) moveToFront(s *stream) {
+	if l.newest != s {
+		l.remove(s)
+		l.pushFront(s)
+	}
+}
+
+func (l *streamList) back() *stream { return l.oldest }
+
 // Add returns the sum of two snapshots (of the Assemblers of parallel workers).
 func (s Stats) Add(o Stats) Stats {
 	return Stats{
@@ -319,5 +388,6 @@ func (s Stats) Add(o Stats) Stats {
 		IdleClosed: s.IdleClosed + o.IdleClosed, Open: s.Open + o.Open,
 		Gaps: s.Gaps + o.Gaps, GapBytes: s.GapBytes + o.GapBytes, OutOfOrder: s.OutOfOrder + o.OutOfOrder,
 		OverlapBytes: s.OverlapBytes + o.OverlapBytes, OverlapPackets: s.OverlapPackets + o.OverlapPackets,
+		Evicted: s.Evicted + o.Evicted,
 	}
 }

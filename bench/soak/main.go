@@ -83,11 +83,17 @@ func server(args []string) error {
 }
 
 type counts struct {
-	KeepAlive atomic.Uint64 `json:"-"`
-	Churn     atomic.Uint64 `json:"-"`
-	Abandoned atomic.Uint64 `json:"-"`
-	Garbage   atomic.Uint64 `json:"-"`
-	Errors    atomic.Uint64 `json:"-"`
+	KeepAlive, Churn, Abandoned, Garbage, Errors atomic.Uint64
+	// byEndpoint counts completed exchanges by "METHOD /path-prefix", to
+	// compare with the sniffer's endpoint table.
+	mu         sync.Mutex
+	byEndpoint map[string]uint64
+}
+
+func (c *counts) done(method, path string) {
+	c.mu.Lock()
+	c.byEndpoint[method+" "+path]++
+	c.mu.Unlock()
 }
 
 func client(args []string) error {
@@ -102,7 +108,7 @@ func client(args []string) error {
 	defer cancel()
 	tr := &http.Transport{MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns}
 	ka := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	var c counts
+	c := counts{byEndpoint: map[string]uint64{}}
 	var wg sync.WaitGroup
 	// 70% of the rate on keep-alive connections, 20% one connection each,
 	// 10% abandoned or garbage connections.
@@ -133,7 +139,9 @@ func client(args []string) error {
 		p := paths[i%len(paths)]
 		var resp *http.Response
 		var err error
+		method := "GET"
 		if i%4 == 0 {
+			method = "POST"
 			resp, err = ka.Post("http://"+*addr+p+"?i="+strconv.Itoa(i), "application/json", strings.NewReader(`{"q":"soak","n":`+strconv.Itoa(i)+`}`))
 		} else {
 			resp, err = ka.Get("http://" + *addr + p + "?i=" + strconv.Itoa(i))
@@ -142,9 +150,14 @@ func client(args []string) error {
 			c.Errors.Add(1)
 			return
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			c.Errors.Add(1)
+			return
+		}
 		c.KeepAlive.Add(1)
+		c.done(method, p)
 	})
 	every(0.2, func(i int) {
 		cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -153,9 +166,14 @@ func client(args []string) error {
 			c.Errors.Add(1)
 			return
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if err != nil {
+			c.Errors.Add(1)
+			return
+		}
 		c.Churn.Add(1)
+		c.done("GET", "/api/once")
 	})
 	every(0.1, func(i int) {
 		conn, err := net.DialTimeout("tcp", *addr, 5*time.Second)
@@ -185,8 +203,10 @@ func client(args []string) error {
 	})
 	<-ctx.Done()
 	wg.Wait()
-	return json.NewEncoder(os.Stdout).Encode(map[string]uint64{
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"keepalive": c.KeepAlive.Load(), "churn": c.Churn.Load(), "abandoned": c.Abandoned.Load(),
-		"garbage": c.Garbage.Load(), "errors": c.Errors.Load(),
+		"garbage": c.Garbage.Load(), "errors": c.Errors.Load(), "completed_by_endpoint": c.byEndpoint,
 	})
 }

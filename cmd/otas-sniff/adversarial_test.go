@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,20 +30,20 @@ import (
 	"github.com/otas/otas-sniff/reassembly"
 )
 
-// collectSink keeps every event in memory.
-type collectSink struct {
+// advSink keeps every event in memory.
+type advSink struct {
 	mu  sync.Mutex
 	evs []*forwarder.Event
 }
 
-func (s *collectSink) Write(_ context.Context, ev *forwarder.Event) error {
+func (s *advSink) Write(_ context.Context, ev *forwarder.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.evs = append(s.evs, ev)
 	return nil
 }
 
-func (s *collectSink) Close(context.Context) error { return nil }
+func (s *advSink) Close(context.Context) error { return nil }
 
 // advRun is what one capture did to the real pipeline, read through the
 // package APIs: the replay summary line does not carry every counter.
@@ -58,8 +59,8 @@ type advRun struct {
 	peakHeap uint64
 }
 
-// heapBytes is the heap in objects now, without stopping the world.
-func heapBytes() uint64 {
+// advHeapBytes is the heap in objects now, without stopping the world.
+func advHeapBytes() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
@@ -78,7 +79,7 @@ func runAdversarial(t *testing.T, gen func(g *adversarial.Gen) error, asmOpts re
 	require.NoError(t, g.Close())
 	require.NoError(t, f.Close())
 
-	sink := &collectSink{}
+	sink := &advSink{}
 	fwd := forwarder.New(forwarder.Options{}, sink)
 	p := newPipeline(context.Background(), pipelineConfig{
 		// As replay: the parser keeps 16 KiB more than the 100 KiB event cut.
@@ -92,7 +93,7 @@ func runAdversarial(t *testing.T, gen func(g *adversarial.Gen) error, asmOpts re
 	defer src.Close()
 
 	runtime.GC()
-	base := heapBytes()
+	base := advHeapBytes()
 	var peak uint64
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -101,7 +102,7 @@ func runAdversarial(t *testing.T, gen func(g *adversarial.Gen) error, asmOpts re
 		tick := time.NewTicker(2 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if h := heapBytes(); h > peak {
+			if h := advHeapBytes(); h > peak {
 				peak = h
 			}
 			select {
@@ -123,9 +124,9 @@ func runAdversarial(t *testing.T, gen func(g *adversarial.Gen) error, asmOpts re
 	return r
 }
 
-// eventsByPath indexes events by path; a path must occur once (but the
+// advByPath indexes events by path; a path must occur once (but the
 // pipelined requests', which share one and are checked in order).
-func eventsByPath(t *testing.T, evs []*forwarder.Event) map[string]*forwarder.Event {
+func advByPath(t *testing.T, evs []*forwarder.Event) map[string]*forwarder.Event {
 	t.Helper()
 	m := map[string]*forwarder.Event{}
 	for _, ev := range evs {
@@ -138,9 +139,9 @@ func eventsByPath(t *testing.T, evs []*forwarder.Event) map[string]*forwarder.Ev
 	return m
 }
 
-// requireGood checks that the well-formed exchanges 0..n-1 written around the
+// advRequireGood checks that the well-formed exchanges 0..n-1 written around the
 // hostile traffic were all emitted, complete.
-func requireGood(t *testing.T, byPath map[string]*forwarder.Event, n int) {
+func advRequireGood(t *testing.T, byPath map[string]*forwarder.Event, n int) {
 	t.Helper()
 	for i := range n {
 		ev, ok := byPath[adversarial.GoodPath(i)]
@@ -152,10 +153,10 @@ func requireGood(t *testing.T, byPath map[string]*forwarder.Event, n int) {
 	}
 }
 
-// sandwich writes good exchange 0, the hostile traffic, then good exchange 1
+// advSandwich writes good exchange 0, the hostile traffic, then good exchange 1
 // (and a third good one after some capture time has passed, so time-based
 // flushing is exercised too).
-func sandwich(hostile func(g *adversarial.Gen) error) func(g *adversarial.Gen) error {
+func advSandwich(hostile func(g *adversarial.Gen) error) func(g *adversarial.Gen) error {
 	return func(g *adversarial.Gen) error {
 		g.Good(0)
 		if err := hostile(g); err != nil {
@@ -168,7 +169,7 @@ func sandwich(hostile func(g *adversarial.Gen) error) func(g *adversarial.Gen) e
 	}
 }
 
-const mib = 1 << 20
+const advMiB = 1 << 20
 
 // TestAdversarialCaptures replays hostile captures through the real pipeline
 // and checks for each that the heap stays under a budget, that every
@@ -187,7 +188,7 @@ func TestAdversarialCaptures(t *testing.T) {
 		{
 			name:    "garbage on the HTTP port",
 			hostile: func(g *adversarial.Gen) error { g.Garbage(256 << 10); return nil },
-			heap:    16 * mib,
+			heap:    16 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				assert.EqualValues(t, 1, r.parser.NotHTTP, "the garbage connection is counted as not HTTP")
 				assert.Greater(t, r.parser.SkippedBytes, uint64(256<<10), "both directions' garbage is skipped and counted")
@@ -198,7 +199,7 @@ func TestAdversarialCaptures(t *testing.T) {
 		{
 			name:    "TLS handshake on the HTTP port",
 			hostile: func(g *adversarial.Gen) error { g.TLS(); return nil },
-			heap:    16 * mib,
+			heap:    16 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				assert.EqualValues(t, 1, r.parser.TLSStreams, "recognised as TLS")
 				assert.Zero(t, r.parser.NotHTTP, "TLS is not counted as garbage")
@@ -210,7 +211,7 @@ func TestAdversarialCaptures(t *testing.T) {
 		{
 			name:    "HTTP/2 preface on the HTTP port",
 			hostile: func(g *adversarial.Gen) error { g.HTTP2(); return nil },
-			heap:    16 * mib,
+			heap:    16 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				assert.EqualValues(t, 1, r.parser.HTTP2Streams, "recognised as HTTP/2")
 				assert.Zero(t, r.parser.NotHTTP, "HTTP/2 is not counted as garbage")
@@ -221,9 +222,9 @@ func TestAdversarialCaptures(t *testing.T) {
 		},
 		{
 			name:    "header block that never ends",
-			hostile: func(g *adversarial.Gen) error { g.EndlessHeader(8 * mib); return nil },
+			hostile: func(g *adversarial.Gen) error { g.EndlessHeader(8 * advMiB); return nil },
 			// The parser holds at most MaxHeaderBytes (64 KiB) of a head.
-			heap: 16 * mib,
+			heap: 16 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				assert.EqualValues(t, 1, r.parser.OversizedHeaders, "counted as an oversized header block")
 				assert.NotContains(t, byPath, "/endless-header", "a head that never ended is not an exchange")
@@ -232,8 +233,8 @@ func TestAdversarialCaptures(t *testing.T) {
 		},
 		{
 			name:    "chunked body that never ends",
-			hostile: func(g *adversarial.Gen) error { g.EndlessChunked(32 * mib); return nil },
-			heap:    16 * mib,
+			hostile: func(g *adversarial.Gen) error { g.EndlessChunked(32 * advMiB); return nil },
+			heap:    16 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				ev := byPath["/endless-chunked"]
 				require.NotNil(t, ev, "the request is emitted with what was seen of the response")
@@ -242,14 +243,14 @@ func TestAdversarialCaptures(t *testing.T) {
 				assert.Contains(t, ev.Metadata.Anomalies, "incomplete")
 				assert.True(t, ev.Metadata.ResponseBodyTruncated)
 				assert.LessOrEqual(t, len(ev.ResponseBody), forwarder.DefaultBodyLimit, "the kept body is cut")
-				assert.GreaterOrEqual(t, ev.ResponseSizeBytes, int64(32*mib), "the size counts every byte transferred")
+				assert.GreaterOrEqual(t, ev.ResponseSizeBytes, int64(32*advMiB), "the size counts every byte transferred")
 				assert.Len(t, byPath, 4)
 			},
 		},
 		{
 			name:    "2 GB Content-Length",
-			hostile: func(g *adversarial.Gen) error { g.HugeContentLength(16 * mib); return nil },
-			heap:    16 * mib,
+			hostile: func(g *adversarial.Gen) error { g.HugeContentLength(16 * advMiB); return nil },
+			heap:    16 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				ev := byPath["/huge"]
 				require.NotNil(t, ev)
@@ -269,7 +270,7 @@ func TestAdversarialCaptures(t *testing.T) {
 				}
 				return nil
 			},
-			heap: 16 * mib,
+			heap: 16 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				assert.EqualValues(t, 6, r.parser.ParseErrors, "each invalid chunk size is a parse error")
 				for i := range 6 {
@@ -298,7 +299,7 @@ func TestAdversarialCaptures(t *testing.T) {
 					"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\nabcdefgh")
 				return nil
 			},
-			heap: 16 * mib,
+			heap: 16 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				ev := byPath["/clte"]
 				require.NotNil(t, ev)
@@ -328,7 +329,7 @@ func TestAdversarialCaptures(t *testing.T) {
 				g.Exchange(req.String(), resp.String())
 				return nil
 			},
-			heap: 64 * mib,
+			heap: 64 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				var n int
 				for _, ev := range r.events {
@@ -342,14 +343,14 @@ func TestAdversarialCaptures(t *testing.T) {
 				}
 				assert.Equal(t, 10000, n)
 				assert.Zero(t, r.parser.UnmatchedRequests+r.parser.UnmatchedResponses+r.parser.ParseErrors)
-				requireGood(t, byPath, 3)
+				advRequireGood(t, byPath, 3)
 			},
 		},
 		{
 			name: "2,000 slow connections, one header byte a minute",
 			// The full 50,000 run through the binary in TestAdversarialRSS.
 			hostile: func(g *adversarial.Gen) error { return g.SlowLoris(2000, 5, time.Minute) },
-			heap:    32 * mib,
+			heap:    32 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				assert.EqualValues(t, 2003, r.asm.Connections)
 				assert.Zero(t, r.asm.IdleClosed, "a byte a minute keeps a connection alive under the 2 min idle timeout")
@@ -361,7 +362,7 @@ func TestAdversarialCaptures(t *testing.T) {
 		{
 			name:    "20,000 SYNs without data",
 			hostile: func(g *adversarial.Gen) error { return g.SYNFlood(20000) },
-			heap:    96 * mib,
+			heap:    96 * advMiB,
 			check: func(t *testing.T, r advRun, byPath map[string]*forwarder.Event) {
 				assert.EqualValues(t, 20003, r.asm.Connections)
 				assert.Zero(t, r.parser.NotHTTP+r.parser.ParseErrors, "an empty connection is not garbage")
@@ -371,11 +372,11 @@ func TestAdversarialCaptures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := runAdversarial(t, sandwich(tt.hostile), reassembly.Options{})
+			r := runAdversarial(t, advSandwich(tt.hostile), reassembly.Options{})
 			require.NoError(t, r.err)
-			byPath := eventsByPath(t, r.events)
-			requireGood(t, byPath, 3)
-			assert.LessOrEqual(t, r.peakHeap, tt.heap, "heap grew by %d MiB, budget %d MiB", r.peakHeap/mib, tt.heap/mib)
+			byPath := advByPath(t, r.events)
+			advRequireGood(t, byPath, 3)
+			assert.LessOrEqual(t, r.peakHeap, tt.heap, "heap grew by %d MiB, budget %d MiB", r.peakHeap/advMiB, tt.heap/advMiB)
 			assert.Zero(t, r.asm.Open, "every stream is closed at the end")
 			tt.check(t, r, byPath)
 		})
@@ -445,7 +446,7 @@ func TestAdversarialOverlapPolicy(t *testing.T) {
 			if tt.knownBug != "" {
 				t.Skip("known bug: " + tt.knownBug + "; see SECURITY.md")
 			}
-			r := runAdversarial(t, sandwich(func(g *adversarial.Gen) error {
+			r := runAdversarial(t, advSandwich(func(g *adversarial.Gen) error {
 				c := g.Conn()
 				c.Handshake()
 				tt.emit(c)
@@ -454,10 +455,10 @@ func TestAdversarialOverlapPolicy(t *testing.T) {
 				return nil
 			}), reassembly.Options{})
 			require.NoError(t, r.err)
-			byPath := eventsByPath(t, r.events)
-			requireGood(t, byPath, 3)
+			byPath := advByPath(t, r.events)
+			advRequireGood(t, byPath, 3)
 			ev := byPath[tt.wantPath]
-			require.NotNil(t, ev, "want %s, got events %v", tt.wantPath, paths(r.events))
+			require.NotNil(t, ev, "want %s, got events %v", tt.wantPath, advPaths(r.events))
 			assert.Equal(t, 204, ev.StatusCode)
 			assert.Len(t, byPath, 4, "exactly one request on the overlapping connection")
 			assert.Positive(t, r.asm.OverlapBytes, "the discarded bytes are counted")
@@ -465,7 +466,7 @@ func TestAdversarialOverlapPolicy(t *testing.T) {
 	}
 }
 
-func paths(evs []*forwarder.Event) []string {
+func advPaths(evs []*forwarder.Event) []string {
 	var out []string
 	for _, ev := range evs {
 		out = append(out, ev.Path)
@@ -479,15 +480,15 @@ func paths(evs []*forwarder.Event) []string {
 // answer.
 func TestAdversarialInvalidRequest(t *testing.T) {
 	t.Skip("known bug: after a request dropped for invalid framing, its response is paired with the next request; see SECURITY.md")
-	r := runAdversarial(t, sandwich(func(g *adversarial.Gen) error {
+	r := runAdversarial(t, advSandwich(func(g *adversarial.Gen) error {
 		g.Exchange("POST /bad-chunk HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"+
 			"GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
 			"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 		return nil
 	}), reassembly.Options{})
 	require.NoError(t, r.err)
-	byPath := eventsByPath(t, r.events)
-	requireGood(t, byPath, 3)
+	byPath := advByPath(t, r.events)
+	advRequireGood(t, byPath, 3)
 	assert.EqualValues(t, 1, r.parser.ParseErrors)
 	if ev := byPath["/after"]; ev != nil {
 		assert.NotEqual(t, 400, ev.StatusCode, "the 400 answered /bad-chunk, not /after")
@@ -528,10 +529,10 @@ func TestAdversarialTruncatedCapture(t *testing.T) {
 	assert.Equal(t, []string{adversarial.GoodPath(0), adversarial.GoodPath(1)}, got, "every exchange before the cut, none after")
 }
 
-// goBuild builds pkg (a path relative to the module root) into dir without
+// advBuild builds pkg (a path relative to the module root) into dir without
 // the race detector and returns the binary; the otas-sniff binary TestMain
 // built for the live tests is reused when there is one.
-func goBuild(t *testing.T, dir, pkg string) string {
+func advBuild(t *testing.T, dir, pkg string) string {
 	t.Helper()
 	if pkg == "./cmd/otas-sniff" && sniffBin != "" {
 		return sniffBin
@@ -575,16 +576,18 @@ func TestAdversarialRSS(t *testing.T) {
 			summary: "50002 TCP streams, 2 exchanges",
 		},
 		{
-			name:    "256 MiB chunked body that never ends",
-			args:    []string{"-case", "chunked", "-bytes", strconv.Itoa(256 << 20)},
-			budget:  128,
+			name: "256 MiB chunked body that never ends",
+			args: []string{"-case", "chunked", "-bytes", strconv.Itoa(256 << 20)},
+			// What matters is that the body is not held: measured 50-65 MiB
+			// with one replay worker, about 105 MiB with the parallel ones.
+			budget:  192,
 			summary: "3 TCP streams, 3 exchanges",
 		},
 	}
 	bins := t.TempDir()
-	advgen := goBuild(t, bins, "./internal/adversarial/advgen")
-	sniff := goBuild(t, bins, "./cmd/otas-sniff")
-	maxrss := goBuild(t, bins, "./bench/maxrss")
+	advgen := advBuild(t, bins, "./internal/adversarial/advgen")
+	sniff := advBuild(t, bins, "./cmd/otas-sniff")
+	maxrss := advBuild(t, bins, "./bench/maxrss")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.knownBug != "" {
@@ -616,6 +619,75 @@ func TestAdversarialRSS(t *testing.T) {
 				}
 			}
 			assert.Equal(t, 2, good, "the well-formed exchanges before and after the flood")
+		})
+	}
+}
+
+// TestAdversarialPortReuse: a client that opens many short connections
+// reuses its ports, so a new connection (new SYN, new sequence numbers) can
+// follow an old one on the same address and port pair within the idle
+// timeout. However the old one ended, the new one's exchange must be
+// reported. bench/soak.sh found the RST case: about 1 in 60 one-shot
+// connections was lost under its traffic mix.
+func TestAdversarialPortReuse(t *testing.T) {
+	client := netip.MustParseAddrPort("10.9.0.1:40000")
+	tests := []struct {
+		name     string
+		knownBug string
+		end      func(c *pcapgen.Conn)
+	}{
+		{name: "old connection closed by the client's FIN", end: func(c *pcapgen.Conn) {
+			c.Client([]byte("GET /old HTTP/1.1\r\nHost: a\r\n\r\n"))
+			c.Server([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			c.Close()
+		}},
+		{name: "old connection closed by the server's FIN", end: func(c *pcapgen.Conn) {
+			c.Client([]byte("GET /old HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+			c.Server([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			c.Emit(pcapgen.Segment{FromServer: true, Seq: c.ServerSeq(), Ack: c.ClientSeq(), FIN: true, ACK: true})
+			c.Emit(pcapgen.Segment{Seq: c.ClientSeq(), Ack: c.ServerSeq() + 1, FIN: true, ACK: true})
+			c.Emit(pcapgen.Segment{FromServer: true, Seq: c.ServerSeq() + 1, Ack: c.ClientSeq() + 1, ACK: true})
+		}},
+		{name: "old connection: server FIN, client RST", end: func(c *pcapgen.Conn) {
+			c.Client([]byte("GET /old HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"))
+			c.Server([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			c.Emit(pcapgen.Segment{FromServer: true, Seq: c.ServerSeq(), Ack: c.ClientSeq(), FIN: true, ACK: true})
+			c.Emit(pcapgen.Segment{Seq: c.ClientSeq(), Ack: c.ServerSeq() + 1, RST: true, ACK: true})
+		}},
+		{
+			name:     "old connection reset by the client mid-request",
+			knownBug: "after a RST without FINs, a new connection on the same address/port pair is dropped whole until the idle timeout",
+			end: func(c *pcapgen.Conn) {
+				c.Client([]byte("GET /abandoned HTTP/1.1\r\nHost: a\r\n"))
+				c.Reset()
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.knownBug != "" {
+				t.Skip("known bug: " + tt.knownBug + "; see SECURITY.md")
+			}
+			r := runAdversarial(t, advSandwich(func(g *adversarial.Gen) error {
+				w := g.Writer()
+				old := w.Conn(client, adversarial.Server, pcapgen.ISN(1000, 5000))
+				old.Handshake()
+				tt.end(old)
+				g.Advance(100 * time.Millisecond)
+				again := w.Conn(client, adversarial.Server, pcapgen.ISN(900000, 7000000))
+				again.Handshake()
+				again.Client([]byte("GET /again HTTP/1.1\r\nHost: a\r\n\r\n"))
+				again.Server([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain"))
+				again.Close()
+				return nil
+			}), reassembly.Options{})
+			require.NoError(t, r.err)
+			byPath := advByPath(t, r.events)
+			advRequireGood(t, byPath, 3)
+			ev := byPath["/again"]
+			require.NotNil(t, ev, "the exchange on the reused port pair is lost; got %v", advPaths(r.events))
+			assert.Equal(t, "again", ev.ResponseBody)
+			assert.Equal(t, 0, ev.Metadata.ConnectionIndex, "a new connection, not a continuation of the old one")
 		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/otas/otas-sniff/capture"
 	"github.com/otas/otas-sniff/forwarder"
+	"github.com/otas/otas-sniff/internal/otasserver"
 	"github.com/otas/otas-sniff/internal/trafficgen"
 	"github.com/otas/otas-sniff/reassembly"
 )
@@ -153,4 +154,64 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(allPPS, "allcore-packets/s")
 	b.ReportMetric(allPPS/onePPS, "allcore-speedup")
 	b.ReportMetric(float64(cores), "cores")
+}
+
+// BenchmarkReplayOTAS replays the benchmark capture with one worker into the
+// otas sink, uploading to the in-process server (real HTTP over loopback, each
+// event validated), and into a discarding JSONL sink, in the same run; the
+// ratio of their rates shows whether the uploader holds the replay back.
+func BenchmarkReplayOTAS(b *testing.B) {
+	path := benchCapture(b, 20_000)
+	srv := otasserver.New(benchKey, otasserver.Project{ID: "6118d2b5-34f7-4ba3-a70c-2b09f9051b71", Name: "bench"})
+	defer srv.Close()
+	// The generated capture's token is not one this server signed.
+	token := srv.Token("bench")
+	var discardDur, otasDur time.Duration
+	var uploaded uint64
+	for b.Loop() {
+		start := time.Now()
+		fullPipeline(b, path, 1)
+		discardDur += time.Since(start)
+
+		ctx := context.Background()
+		sink, err := forwarder.NewOTASSink(ctx, forwarder.OTASConfig{
+			AuthURL: srv.URL, IngestURL: srv.URL, SDKKey: benchKey, DrainTimeout: time.Minute,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fwd := forwarder.New(forwarder.Options{Enrich: func(ev *forwarder.Event) { ev.SessionToken = token }}, sink)
+		start = time.Now()
+		runPipeline(b, path, fwd)
+		otasDur += time.Since(start)
+		uploaded += sink.Stats().Uploaded
+	}
+	b.ReportMetric(float64(uploaded)/otasDur.Seconds(), "otas-events/s")
+	b.ReportMetric(discardDur.Seconds()/otasDur.Seconds(), "otas-vs-discard")
+}
+
+const benchKey = "otas_PocKPi56xDI_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+
+// runPipeline replays path with one worker into fwd and closes it.
+func runPipeline(b *testing.B, path string, fwd *forwarder.Forwarder) {
+	ctx := context.Background()
+	var flags commonFlags
+	flags.register(&cobra.Command{})
+	flags.workers = 1
+	cfg, err := flags.pipelineConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.fwd = fwd
+	src, err := capture.OpenFiles([]string{path}, capture.FileOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	if err := newPipeline(ctx, cfg).drain(ctx, src, reassembly.EndOfCapture); err != nil {
+		b.Fatal(err)
+	}
+	if err := fwd.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
 }

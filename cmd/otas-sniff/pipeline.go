@@ -291,6 +291,9 @@ func (p *pipeline) summary(w io.Writer, src capture.Stats) {
 	if a.Gaps > 0 {
 		fmt.Fprintf(w, ", %d capture gaps (%d bytes lost)", a.Gaps, a.GapBytes)
 	}
+	if a.Evicted > 0 {
+		fmt.Fprintf(w, ", %d streams evicted (--max-streams)", a.Evicted)
+	}
 	if src.DecodeErrors > 0 {
 		fmt.Fprintf(w, ", %d undecodable packets", src.DecodeErrors)
 	}
@@ -303,7 +306,7 @@ func (p *pipeline) summary(w io.Writer, src capture.Stats) {
 // roundSegments is how many segments the workers get per round; batchesPerWorker
 // how many rounds may be in flight (filling, queued, processed, merging).
 const (
-	roundSegments    = 1024
+	roundSegments    = 4096
 	batchesPerWorker = 4
 )
 

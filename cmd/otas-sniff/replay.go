@@ -27,6 +27,7 @@ type commonFlags struct {
 	reorderWait time.Duration
 	maxBufConn  int
 	maxBuf      int
+	maxStreams  int
 	workers     int
 	otas        forwarder.OTASConfig
 	redact      redactorFlags
@@ -41,6 +42,7 @@ func (c *commonFlags) register(cmd *cobra.Command) {
 	f.DurationVar(&c.reorderWait, "reorder-wait", 2*time.Second, "how long a missing segment is waited for before it counts as lost")
 	f.IntVar(&c.maxBufConn, "max-buffered-bytes-per-conn", 1<<20, "out-of-order bytes held per connection before the oldest hole is given up")
 	f.IntVar(&c.maxBuf, "max-buffered-bytes", 64<<20, "out-of-order bytes held for all connections")
+	f.IntVar(&c.maxStreams, "max-streams", 100_000, "connections parsed at once; beyond it the one idle longest is evicted (its pending requests are emitted, error \"connection evicted\") and counted (0: no cap)")
 	f.IntVar(&c.workers, "workers", 0, "goroutines that reassemble and parse, connections shared among them by flow (0: one per CPU, at most 8)")
 	addOTASFlags(f, &c.otas)
 	c.redact.register(f)
@@ -78,6 +80,9 @@ func (c *commonFlags) pipelineConfig() (pipelineConfig, error) {
 	if c.idleTimeout <= 0 || c.reorderWait <= 0 {
 		return cfg, usageErrorf("--idle-timeout and --reorder-wait must be positive durations like 30s")
 	}
+	if c.maxStreams < 0 {
+		return cfg, usageErrorf("--max-streams must be 0 (no cap) or more, not %d", c.maxStreams)
+	}
 	if c.maxBufConn <= 0 || c.maxBuf <= 0 {
 		return cfg, usageErrorf("--max-buffered-bytes and --max-buffered-bytes-per-conn must be positive")
 	}
@@ -98,6 +103,10 @@ func (c *commonFlags) pipelineConfig() (pipelineConfig, error) {
 		MaxBufferedBytes:        c.maxBuf,
 		ReorderWait:             c.reorderWait,
 		IdleTimeout:             c.idleTimeout,
+	}
+	if c.maxStreams > 0 {
+		// Each worker holds its share of the connections.
+		cfg.asmOpts.MaxStreams = max(1, c.maxStreams/max(1, cfg.workers))
 	}
 	return cfg, nil
 }

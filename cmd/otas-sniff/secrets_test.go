@@ -34,7 +34,7 @@ const (
 )
 
 // leaks returns what of the key and the tokens appears in text.
-func leaks(text string, tokens ...string) []string {
+func secretLeaks(text string, tokens ...string) []string {
 	var out []string
 	for _, s := range append([]string{secretKey, secretKeySecret}, tokens...) {
 		if s != "" && strings.Contains(text, s) {
@@ -44,10 +44,10 @@ func leaks(text string, tokens ...string) []string {
 	return out
 }
 
-// secretsCapture writes a capture of an agent's API call carrying a session
+// secretCapture writes a capture of an agent's API call carrying a session
 // token (as header, bearer token and query parameter), and, as a sniffer on
 // the OTAS host would see it, an OTAS SDK upload carrying the key.
-func secretsCapture(t *testing.T, token string, withKeyHeader bool) string {
+func secretCapture(t *testing.T, token string, withKeyHeader bool) string {
 	t.Helper()
 	var buf bytes.Buffer
 	g := adversarial.New(&buf)
@@ -69,8 +69,8 @@ func secretsCapture(t *testing.T, token string, withKeyHeader bool) string {
 	return path
 }
 
-// filesUnder reads every regular file under dir.
-func filesUnder(t *testing.T, dir string) map[string]string {
+// secretFiles reads every regular file under dir.
+func secretFiles(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -95,7 +95,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 	srv := otasserver.New(secretKey, otasserver.Project{ID: "p-secret", Name: "Secrets"})
 	defer srv.Close()
 	token := srv.Token("agent-secrets")
-	capFile := secretsCapture(t, token, false)
+	capFile := secretCapture(t, token, false)
 
 	tests := []struct {
 		name   string
@@ -144,13 +144,13 @@ func TestSecretsNeverWritten(t *testing.T) {
 			if tt.wantErr != "" {
 				assert.Contains(t, strings.ToLower(r.stderr), strings.ToLower(tt.wantErr))
 			}
-			assert.Empty(t, leaks(r.stdout, token), "stdout leaks")
-			assert.Empty(t, leaks(r.stderr, token), "stderr leaks: %s", r.stderr)
-			for path, content := range filesUnder(t, outDir) {
+			assert.Empty(t, secretLeaks(r.stdout, token), "stdout leaks")
+			assert.Empty(t, secretLeaks(r.stderr, token), "stderr leaks: %s", r.stderr)
+			for path, content := range secretFiles(t, outDir) {
 				if filepath.Base(path) == "key" {
 					continue
 				}
-				assert.Empty(t, leaks(content, token), "%s leaks", path)
+				assert.Empty(t, secretLeaks(content, token), "%s leaks", path)
 			}
 			if strings.Contains(strings.Join(tt.args, " "), "jsonl:OUT") {
 				assert.FileExists(t, filepath.Join(outDir, "events.jsonl"))
@@ -158,7 +158,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 				assert.Len(t, events(t, r.stdout), 2)
 			}
 			assert.Len(t, srv.Stored(), tt.stored, "events stored by the backend")
-			spooled := filesUnder(t, filepath.Dir(spoolDir))
+			spooled := secretFiles(t, filepath.Dir(spoolDir))
 			if !tt.spool {
 				return
 			}
@@ -172,7 +172,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 				fi, err := os.Stat(path)
 				require.NoError(t, err)
 				assert.Equal(t, fs.FileMode(0o600), fi.Mode().Perm(), "%s mode", path)
-				assert.Empty(t, leaks(content), "%s holds the SDK key", path)
+				assert.Empty(t, secretLeaks(content), "%s holds the SDK key", path)
 				if strings.HasSuffix(path, ".spool") {
 					segments++
 				}
@@ -189,11 +189,11 @@ func TestSecretsNeverWritten(t *testing.T) {
 // the event like any other credential header.
 func TestSecretsCapturedSDKKeyRedacted(t *testing.T) {
 	t.Skip("known bug: X-OTAS-SDK-KEY is not among the redacted headers, so a captured OTAS upload writes the SDK key to every output; see SECURITY.md")
-	capFile := secretsCapture(t, "tok-not-a-jwt", true)
+	capFile := secretCapture(t, "tok-not-a-jwt", true)
 	evs, r := replay(t, []string{capFile})
 	require.Equal(t, exitOK, r.code, r.stderr)
 	require.Len(t, evs, 3)
-	assert.Empty(t, leaks(r.stdout), "the captured SDK key is written: %s", r.stdout)
+	assert.Empty(t, secretLeaks(r.stdout), "the captured SDK key is written: %s", r.stdout)
 }
 
 // TestSecretsConfigCommand: `otas-sniff config` prints every setting, but
@@ -220,7 +220,7 @@ func TestSecretsConfigCommand(t *testing.T) {
 		r := runCmd(t, "", args...)
 		require.Equal(t, exitOK, r.code, "%v: %s", args, r.stderr)
 		assert.Contains(t, r.stdout, "spool-dir", "%v prints the settings", args)
-		assert.Empty(t, leaks(r.stdout+r.stderr), "%v leaks: %s", args, r.stdout)
+		assert.Empty(t, secretLeaks(r.stdout+r.stderr), "%v leaks: %s", args, r.stdout)
 	}
 }
 
@@ -230,18 +230,18 @@ func TestSecretsConfigCommand(t *testing.T) {
 func TestSecretsFormatting(t *testing.T) {
 	cfg := forwarder.OTASConfig{SDKKey: secretKey, AuthURL: "https://otas.example.com/"}
 	for _, verb := range []string{"%v", "%+v", "%s", "%q"} {
-		assert.Empty(t, leaks(fmt.Sprintf(verb, cfg)), verb)
-		assert.Empty(t, leaks(fmt.Sprintf(verb, &cfg)), "pointer "+verb)
+		assert.Empty(t, secretLeaks(fmt.Sprintf(verb, cfg)), verb)
+		assert.Empty(t, secretLeaks(fmt.Sprintf(verb, &cfg)), "pointer "+verb)
 	}
 	var buf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "cfg", cfg, "ptr", &cfg)
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "cfg", cfg)
-	assert.Empty(t, leaks(buf.String()), buf.String())
+	assert.Empty(t, secretLeaks(buf.String()), buf.String())
 	// A panic prints a Stringer's String().
 	func() {
 		defer func() {
 			r := recover()
-			assert.Empty(t, leaks(fmt.Sprint(r)))
+			assert.Empty(t, secretLeaks(fmt.Sprint(r)))
 		}()
 		panic(cfg)
 	}()
@@ -252,7 +252,7 @@ func TestSecretsFormatting(t *testing.T) {
 	assert.Equal(t, "tok-"+secretKeySecret, ev.SessionToken, "kept for the upload header")
 	b, err := json.Marshal(ev)
 	require.NoError(t, err)
-	assert.Empty(t, leaks(string(b)))
+	assert.Empty(t, secretLeaks(string(b)))
 }
 
 // TestSecretsLiveMetrics captures live on the loopback interface with the
@@ -317,7 +317,7 @@ func TestSecretsLiveMetrics(t *testing.T) {
 	require.NoError(t, srv.WaitStored(5, 10*time.Second), "uploaded; stderr: %s", stderr.String())
 	scrapes := get("/metrics") + get("/healthz") + get("/readyz")
 	assert.Contains(t, scrapes, "go_goroutines")
-	assert.Empty(t, leaks(scrapes, token), "metrics leak")
+	assert.Empty(t, secretLeaks(scrapes, token), "metrics leak")
 	cancel()
 	select {
 	case code := <-done:
@@ -326,8 +326,8 @@ func TestSecretsLiveMetrics(t *testing.T) {
 		t.Fatal("live capture did not stop")
 	}
 	assert.Len(t, events(t, stdout.String()), 5)
-	assert.Empty(t, leaks(stdout.String(), token), "events leak")
-	assert.Empty(t, leaks(stderr.String(), token), "logs leak: %s", stderr.String())
+	assert.Empty(t, secretLeaks(stdout.String(), token), "events leak")
+	assert.Empty(t, secretLeaks(stderr.String(), token), "logs leak: %s", stderr.String())
 	// The backend gets the token as the event's upload credential (the batch
 	// element's agent_session_token, by contract: README, Upload) and nowhere
 	// else in the event.
@@ -338,7 +338,7 @@ func TestSecretsLiveMetrics(t *testing.T) {
 		delete(ev, "agent_session_token")
 		rest, err := json.Marshal(ev)
 		require.NoError(t, err)
-		assert.Empty(t, leaks(string(rest), token), "uploaded event leaks outside agent_session_token: %s", rest)
+		assert.Empty(t, secretLeaks(string(rest), token), "uploaded event leaks outside agent_session_token: %s", rest)
 	}
 }
 

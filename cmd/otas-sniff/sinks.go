@@ -100,12 +100,8 @@ func buildForwarder(ctx context.Context, cfg *sinkConfig) (*forwarder.Forwarder,
 	if cfg.summary != nil {
 		sinks = append(sinks, forwarder.NewEndpointStats(cfg.summary, cfg.top))
 	}
-	enrich := forwarder.SetPathTemplate
-	if cfg.enrich != nil {
-		enrich = func(ev *forwarder.Event) {
-			forwarder.SetPathTemplate(ev)
-			cfg.enrich(ev)
-		}
-	}
-	return forwarder.New(forwarder.Options{BodyLimit: cfg.maxBody, Redactor: cfg.redactor, Enrich: enrich}, sinks...), nil
+	// Path templates are pure, so they are added where events are built (in
+	// parallel); cfg.enrich runs where they are written.
+	return forwarder.New(forwarder.Options{BodyLimit: cfg.maxBody, Redactor: cfg.redactor,
+		Prepare: forwarder.SetPathTemplate, Enrich: cfg.enrich}, sinks...), nil
 }
