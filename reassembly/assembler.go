@@ -181,6 +181,13 @@ func (a *Assembler) Stats() Stats {
 type gpFactory struct{ a *Assembler }
 
 func (f *gpFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac gpr.AssemblerContext) gpr.Stream {
+	// A bare ACK, FIN or RST of a connection gopacket does not know (the last
+	// ACK after both FINs closed it, say) opens nothing: gopacket would keep an
+	// empty connection until the idle timeout, and memory would grow with the
+	// number of connections a capture ever had.
+	if !tcp.SYN && len(tcp.Payload) == 0 {
+		return nil
+	}
 	a := f.a
 	src := addrPort(netFlow.Src(), tcpFlow.Src())
 	dst := addrPort(netFlow.Dst(), tcpFlow.Dst())
