@@ -13,6 +13,9 @@ import (
 	"github.com/otas/otas-sniff/httpparse"
 )
 
+// SDKKeyHeader carries the OTAS SDK key on uploads to the backend.
+const SDKKeyHeader = "X-OTAS-SDK-KEY"
+
 // Redacted replaces every sensitive value.
 const Redacted = "[REDACTED]"
 
@@ -76,7 +79,8 @@ var (
 // patterns (bearer tokens, JWTs, Luhn-valid card numbers) and opts.
 func NewRedactor(opts RedactorOptions) *Redactor {
 	r := &Redactor{headers: map[string]bool{}, params: map[string]bool{}}
-	for _, lists := range [][]string{DefaultSensitiveHeaders, {SessionTokenHeader}, opts.Headers} {
+	// The SDK key header too: a sniffer on the backend's port sees its own uploads.
+	for _, lists := range [][]string{DefaultSensitiveHeaders, {SessionTokenHeader, SDKKeyHeader}, opts.Headers} {
 		for _, h := range lists {
 			if h = strings.TrimSpace(h); h != "" {
 				r.headers[strings.ToLower(h)] = true
