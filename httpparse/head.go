@@ -22,6 +22,7 @@ const (
 	anomalyLenientVersion = "lenient_version"
 	anomalyInvalidHeader  = "invalid_header_line"
 	anomalyIncomplete     = "incomplete"
+	anomalyInvalidFraming = "invalid_framing"
 	anomalyBareLF         = "bare_lf"
 )
 

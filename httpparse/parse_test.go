@@ -375,6 +375,10 @@ func TestInvalidFramingResyncs(t *testing.T) {
 	cases := []struct {
 		name, head string
 		garbage    bool // no valid request line: skipped, not a parse error
+		// kept: the head was valid and the body's framing broke, so the request
+		// keeps its place in the pipeline (its answer must not go to the next
+		// request) and comes out with an "invalid request" error.
+		kept bool
 	}{
 		{name: "invalid content-length", head: "POST /bad HTTP/1.1\r\nContent-Length: abc\r\n\r\nxyz"},
 		{name: "negative content-length", head: "POST /bad HTTP/1.1\r\nContent-Length: -5\r\n\r\nxyz"},
@@ -383,10 +387,10 @@ func TestInvalidFramingResyncs(t *testing.T) {
 		{name: "conflicting list", head: "POST /bad HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\nxyz"},
 		{name: "empty content-length", head: "POST /bad HTTP/1.1\r\nContent-Length: \r\n\r\nxyz"},
 		{name: "request transfer-encoding not ending in chunked", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\nxyz"},
-		{name: "invalid chunk size", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxyz\r\n0\r\n\r\n"},
-		{name: "chunk size over 2^63", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\nxyz\r\n"},
-		{name: "chunk size over 2^64", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nxyz\r\n"},
-		{name: "chunk without CRLF after data", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyzW\r\n0\r\n\r\n"},
+		{name: "invalid chunk size", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxyz\r\n0\r\n\r\n", kept: true},
+		{name: "chunk size over 2^63", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n8000000000000000\r\nxyz\r\n", kept: true},
+		{name: "chunk size over 2^64", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nxyz\r\n", kept: true},
+		{name: "chunk without CRLF after data", head: "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nxyzW\r\n0\r\n\r\n", kept: true},
 		{name: "HTTP/0.9 request line", head: "GET /bad\r\n\r\n", garbage: true},
 		{name: "HTTP/2.0 request line", head: "GET /bad HTTP/2.0\r\n\r\n", garbage: true},
 		{name: "separator in method", head: "G(T /bad HTTP/1.1\r\n\r\n", garbage: true},
@@ -396,14 +400,25 @@ func TestInvalidFramingResyncs(t *testing.T) {
 			runCase(t, parseCase{
 				steps: []step{cli(0, c.head+next)},
 				check: func(t *testing.T, r result) {
-					require.Equal(t, []string{"GET /next !no response"}, summaries(r))
+					got := summaries(r)
+					if c.kept {
+						require.Len(t, got, 2)
+						assert.True(t, strings.HasPrefix(got[0], "POST /bad !invalid request: "), got[0])
+						assert.Contains(t, r.exchanges[0].Request.Anomalies, anomalyInvalidFraming)
+						got = got[1:]
+					}
+					require.Equal(t, []string{"GET /next !no response"}, got)
 					if c.garbage {
 						assert.EqualValues(t, len(c.head), r.stats.SkippedBytes)
 						assert.Zero(t, r.stats.ParseErrors)
 					} else {
 						assert.EqualValues(t, 1, r.stats.ParseErrors)
 					}
-					assert.EqualValues(t, 1, r.stats.UnmatchedRequests)
+					if c.kept {
+						assert.EqualValues(t, 2, r.stats.UnmatchedRequests)
+					} else {
+						assert.EqualValues(t, 1, r.stats.UnmatchedRequests)
+					}
 				},
 			})
 		})

@@ -42,6 +42,7 @@ const (
 	errResponseLostInGap  = "response lost in capture gap"
 	errResponseIncomplete = "response incomplete"
 	errResponseInvalid    = "invalid response"
+	errRequestInvalid     = "invalid request"
 	errEvicted            = "connection evicted (--max-streams)"
 )
 
@@ -744,7 +745,13 @@ func (d *direction) dropMessage(why string) {
 				d.body.finish(m, d.stats())
 				pe.reqDone = true
 			} else {
-				d.s.removePending(pe)
+				// Keep its place in the pipeline: the server answers it (often
+				// with a 400), and that answer must not go to the next request.
+				m.addAnomaly(anomalyInvalidFraming)
+				d.body.cut = true
+				d.body.finish(m, d.stats())
+				pe.reqDone = true
+				pe.ex.Error = errRequestInvalid + strings.TrimPrefix(why, errResponseInvalid)
 			}
 		} else {
 			pe.ex.Response = nil
