@@ -1,6 +1,7 @@
 package reassembly
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,9 @@ type Assembler struct {
 	reason CloseReason
 	// rst is a stream whose RST was accepted during the current segment.
 	rst *stream
+	// closingPeer is set while resetPeer hands gopacket the peer's RST, which
+	// the closed stream must accept.
+	closingPeer bool
 	// contexts is a slab the per-segment contexts are carved from: gopacket
 	// keeps a segment's context with its bytes while they wait out of order, so
 	// each needs its own, and a slab makes that one allocation per
@@ -135,7 +139,34 @@ func (a *Assembler) Assemble(netFlow gopacket.Flow, tcp *layers.TCP, ci gopacket
 	if s := a.rst; s != nil {
 		a.rst = nil
 		s.close(Closed, ci.Timestamp)
+		a.resetPeer(netFlow, tcp, ctx)
 	}
+}
+
+// resetPeer ends the other half of a connection whose RST gopacket just took:
+// gopacket closes only the half that sent the RST and keeps the connection
+// until the idle timeout, so a new connection on the same addresses and ports
+// (a new SYN) would be taken for the old one and dropped. A RST that
+// acknowledges the peer's bytes says where the peer's half stands; a RST at
+// that point, in the peer's direction, closes it and gopacket forgets the
+// connection.
+func (a *Assembler) resetPeer(netFlow gopacket.Flow, rst *layers.TCP, ctx *assembleContext) {
+	if !rst.ACK {
+		return
+	}
+	var hdr [20]byte
+	binary.BigEndian.PutUint16(hdr[0:], uint16(rst.DstPort))
+	binary.BigEndian.PutUint16(hdr[2:], uint16(rst.SrcPort))
+	binary.BigEndian.PutUint32(hdr[4:], rst.Ack)
+	hdr[12] = 5 << 4 // data offset: 20 bytes
+	hdr[13] = 0x04   // RST
+	var peer layers.TCP
+	if peer.DecodeFromBytes(hdr[:], gopacket.NilDecodeFeedback) != nil {
+		return
+	}
+	a.closingPeer = true
+	a.asm.AssembleWithContext(netFlow.Reverse(), &peer, ctx)
+	a.closingPeer = false
 }
 
 type assembleContext struct {
@@ -242,7 +273,7 @@ func (s *stream) side(dir gpr.TCPFlowDirection) Side {
 
 func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir gpr.TCPFlowDirection, nextSeq gpr.Sequence, start *bool, ac gpr.AssemblerContext) bool {
 	if s.closed {
-		return false
+		return s.a.closingPeer && tcp.RST
 	}
 	if s.next == nil {
 		if !tcp.SYN && len(tcp.Payload) == 0 {

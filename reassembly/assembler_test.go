@@ -260,3 +260,20 @@ func TestAssemblerManyConnections(t *testing.T) {
 		assert.Equal(t, []CloseReason{Stopped}, r.closed)
 	}
 }
+
+// TestAssemblerPortReuseAfterRST: a RST ends the whole connection, so a new
+// connection on the same addresses and ports (a new SYN) is a new stream with
+// its own bytes, not a continuation of the old one.
+func TestAssemblerPortReuseAfterRST(t *testing.T) {
+	f := &recorderFactory{}
+	a := NewAssembler(f, Options{})
+	feed(t, a, append(handshake(), seg{true, "A", 0, "GET /abandoned HTTP/1.1\r\n", 3 * time.Millisecond}, seg{true, "RA", 25, "", 4 * time.Millisecond}))
+	require.Len(t, f.streams, 1)
+	assert.Equal(t, []CloseReason{Closed}, f.streams[0].closed)
+	second := []seg{{true, "S", 0, "", 100 * time.Millisecond}, {false, "SA", 0, "", 101 * time.Millisecond}, {true, "A", 0, "GET /new HTTP/1.1\r\n\r\n", 102 * time.Millisecond}}
+	feed(t, a, second)
+	a.FlushAll(EndOfCapture)
+	require.Len(t, f.streams, 2, "the new SYN opens a new stream")
+	assert.Equal(t, "GET /new HTTP/1.1\r\n\r\n", f.streams[1].data[Initiator].String())
+	assert.EqualValues(t, 0, a.Stats().Open)
+}

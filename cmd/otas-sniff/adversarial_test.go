@@ -654,8 +654,7 @@ func TestAdversarialPortReuse(t *testing.T) {
 			c.Emit(pcapgen.Segment{Seq: c.ClientSeq(), Ack: c.ServerSeq() + 1, RST: true, ACK: true})
 		}},
 		{
-			name:     "old connection reset by the client mid-request",
-			knownBug: "after a RST without FINs, a new connection on the same address/port pair is dropped whole until the idle timeout",
+			name: "old connection reset by the client mid-request",
 			end: func(c *pcapgen.Conn) {
 				c.Client([]byte("GET /abandoned HTTP/1.1\r\nHost: a\r\n"))
 				c.Reset()
