@@ -71,30 +71,8 @@ func bareLoop(b *testing.B, path string) (packets, bytes uint64) {
 // fullPipeline replays the file through every stage, with workers goroutines
 // reassembling and parsing, into a JSONL sink that discards its output.
 func fullPipeline(b *testing.B, path string, workers int) (packets, fileBytes, exchanges uint64) {
-	ctx := context.Background()
 	fwd := forwarder.New(forwarder.Options{}, forwarder.NewJSONLWriter("discard", io.Discard))
-	var flags commonFlags
-	flags.register(&cobra.Command{})
-	flags.workers = workers
-	cfg, err := flags.pipelineConfig()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.fwd = fwd
-	src, err := capture.OpenFiles([]string{path}, capture.FileOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer src.Close()
-	p := newPipeline(ctx, cfg)
-	if err := p.drain(ctx, src, reassembly.EndOfCapture); err != nil {
-		b.Fatal(err)
-	}
-	if err := fwd.Close(ctx); err != nil {
-		b.Fatal(err)
-	}
-	st := src.Stats()
-	return st.Packets, st.Bytes, p.exchanges.Load()
+	return replayInto(b, path, workers, fwd)
 }
 
 // BenchmarkReplay replays a generated capture of 100k exchanges (BENCH_EXCHANGES
@@ -182,7 +160,7 @@ func BenchmarkReplayOTAS(b *testing.B) {
 		}
 		fwd := forwarder.New(forwarder.Options{Enrich: func(ev *forwarder.Event) { ev.SessionToken = token }}, sink)
 		start = time.Now()
-		runPipeline(b, path, fwd)
+		replayInto(b, path, 1, fwd)
 		otasDur += time.Since(start)
 		uploaded += sink.Stats().Uploaded
 	}
@@ -192,12 +170,13 @@ func BenchmarkReplayOTAS(b *testing.B) {
 
 const benchKey = "otas_PocKPi56xDI_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
-// runPipeline replays path with one worker into fwd and closes it.
-func runPipeline(b *testing.B, path string, fwd *forwarder.Forwarder) {
+// replayInto replays path with workers goroutines into fwd, closes fwd, and
+// returns what was read and how many exchanges came out.
+func replayInto(b *testing.B, path string, workers int, fwd *forwarder.Forwarder) (packets, fileBytes, exchanges uint64) {
 	ctx := context.Background()
 	var flags commonFlags
 	flags.register(&cobra.Command{})
-	flags.workers = 1
+	flags.workers = workers
 	cfg, err := flags.pipelineConfig()
 	if err != nil {
 		b.Fatal(err)
@@ -208,10 +187,13 @@ func runPipeline(b *testing.B, path string, fwd *forwarder.Forwarder) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	if err := newPipeline(ctx, cfg).drain(ctx, src, reassembly.EndOfCapture); err != nil {
+	p := newPipeline(ctx, cfg)
+	if err := p.drain(ctx, src, reassembly.EndOfCapture); err != nil {
 		b.Fatal(err)
 	}
 	if err := fwd.Close(ctx); err != nil {
 		b.Fatal(err)
 	}
+	st := src.Stats()
+	return st.Packets, st.Bytes, p.exchanges.Load()
 }

@@ -307,6 +307,29 @@ func matchCalls(t *testing.T, evs []forwarder.Event, calls []call, tol time.Dura
 	}
 }
 
+// concurrentCalls runs workers clients in ns at once, each making n calls with
+// do, and returns every call.
+func concurrentCalls(ns *netns.NS, workers, n int, do func(c *client, w, i int) call) []call {
+	var mu sync.Mutex
+	var calls []call
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newClient(ns)
+			for i := range n {
+				cl := do(c, w, i)
+				mu.Lock()
+				calls = append(calls, cl)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return calls
+}
+
 // settle gives the sniffer a moment to read the last packets before it is
 // stopped; events must come out within a second on an idle link.
 func settle() { time.Sleep(300 * time.Millisecond) }
@@ -425,23 +448,9 @@ func TestLivePacketLoss(t *testing.T) {
 	testServer(t, p.Server, ":8000")
 	p.Client.WaitReachable(t, p.ServerV4.String()+":8000")
 	s := startSniffer(t, p.Server, "-i", p.ServerDev, "-p", "8000")
-	var mu sync.Mutex
-	var calls []call
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := newClient(p.Client)
-			for i := range 40 {
-				cl := c.do(context.Background(), "POST", fmt.Sprintf("http://%s:8000/loss/%d/%d?size=%d", p.ServerV4, w, i, (i%5)*20000), (i%3)*5000)
-				mu.Lock()
-				calls = append(calls, cl)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	calls := concurrentCalls(p.Client, 4, 40, func(c *client, w, i int) call {
+		return c.do(context.Background(), "POST", fmt.Sprintf("http://%s:8000/loss/%d/%d?size=%d", p.ServerV4, w, i, (i%5)*20000), (i%3)*5000)
+	})
 	// A lost last segment is retransmitted after 200 ms or more.
 	time.Sleep(time.Second)
 	s.stop(t)
@@ -458,23 +467,9 @@ func TestLiveReorderDuplicate(t *testing.T) {
 	testServer(t, r.Server, ":8000")
 	r.Client.WaitReachable(t, r.ServerV4.String()+":8000")
 	s := startSniffer(t, r.Server, "-i", r.ServerDev, "-p", "8000")
-	var mu sync.Mutex
-	var calls []call
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := newClient(r.Client)
-			for i := range 30 {
-				cl := c.do(context.Background(), "PUT", fmt.Sprintf("http://%s:8000/ro/%d/%d?size=%d", r.ServerV4, w, i, (i%4)*15000), (i%2)*12000)
-				mu.Lock()
-				calls = append(calls, cl)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	calls := concurrentCalls(r.Client, 3, 30, func(c *client, w, i int) call {
+		return c.do(context.Background(), "PUT", fmt.Sprintf("http://%s:8000/ro/%d/%d?size=%d", r.ServerV4, w, i, (i%4)*15000), (i%2)*12000)
+	})
 	settle()
 	s.stop(t)
 	t.Logf("forwarder: %d frames, %d swapped, %d duplicated", r.Stats.Frames.Load(), r.Stats.Swapped.Load(), r.Stats.Duplicated.Load())
