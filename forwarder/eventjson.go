@@ -200,73 +200,81 @@ func appendJSONFloat(b []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// stringSafe[c] is 1 for a byte that appendStringJSON copies as is whatever
-// html is, 2 for one it copies as is only when html is false (<, >, &), 0 for
-// one that needs a look (escapes, and UTF-8 to check). Read-only.
-var stringSafe = func() (t [256]uint8) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = 1
+// jsonEscape[html][c] is how appendStringJSON writes byte c: the two bytes
+// out1, out2 of which the first w are kept, or w == 0 when c needs a closer
+// look (control characters without a short escape, UTF-8 to check, and <, >,
+// & when html is set). Read-only.
+var jsonEscape = func() (t [2][256]struct{ out1, out2, w byte }) {
+	for html := range 2 {
+		for c := 0x20; c < utf8.RuneSelf; c++ {
+			t[html][c] = struct{ out1, out2, w byte }{byte(c), 0, 1}
+		}
+		for c, e := range map[byte]byte{'"': '"', '\\': '\\', '\n': 'n', '\r': 'r', '\t': 't', '\b': 'b', '\f': 'f'} {
+			t[html][c] = struct{ out1, out2, w byte }{'\\', e, 2}
+		}
 	}
-	t['"'], t['\\'] = 0, 0
-	t['<'], t['>'], t['&'] = 2, 2, 2
+	t[1]['<'], t[1]['>'], t[1]['&'] = struct{ out1, out2, w byte }{}, struct{ out1, out2, w byte }{}, struct{ out1, out2, w byte }{}
 	return t
 }()
 
 // appendStringJSON writes s as a JSON string exactly as encoding/json does:
 // invalid UTF-8 becomes U+FFFD, U+2028 and U+2029 are escaped, and so are <, >
 // and & when html is set.
+//
+// Bodies are mostly dense JSON with a quote every few bytes, where a branch on
+// "does this byte need escaping" mispredicts all the time. The common bytes
+// therefore take one path: write two bytes from a table, keep one or two of
+// them, into room reserved up front (each byte at most doubles; the rare
+// six-byte escapes reserve their own).
 func appendStringJSON(b []byte, s string, html bool) []byte {
-	b = append(b, '"')
-	start := 0
-	safe := uint8(1)
-	if !html {
-		safe = 2
+	tab := &jsonEscape[0]
+	if html {
+		tab = &jsonEscape[1]
 	}
+	b = slices.Grow(b, 2*len(s)+2)
+	out := b[:cap(b)]
+	j := len(b)
+	out[j] = '"'
+	j++
 	for i := 0; i < len(s); {
 		c := s[i]
-		if t := stringSafe[c]; t != 0 && t <= safe {
+		if e := tab[c]; e.w != 0 {
+			out[j], out[j+1] = e.out1, e.out2
+			j += int(e.w)
 			i++
 			continue
 		}
 		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
 			i++
-			start = i
+			out = reserve(out, j, 6+2*(len(s)-i))
+			j += copy(out[j:], []byte{'\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF]})
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
+			out = reserve(out, j, 6+2*(len(s)-i-1))
+			j += copy(out[j:], `\ufffd`)
 		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			out = reserve(out, j, 6+2*(len(s)-i-size))
+			j += copy(out[j:], []byte{'\\', 'u', '2', '0', '2', hexDigits[r&0xF]})
 		default:
-			i += size
-			continue
+			j += copy(out[j:], s[i:i+size])
 		}
 		i += size
-		start = i
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	out[j] = '"'
+	return out[:j+1]
+}
+
+// reserve returns buf (used up to j) with at least n bytes of room after j,
+// and always one more for the closing quote.
+func reserve(buf []byte, j, n int) []byte {
+	if len(buf)-j > n {
+		return buf
+	}
+	g := slices.Grow(buf[:j], n+1)
+	return g[:cap(g)]
 }
 
 // maxStackFields is how many header fields headersJSON sorts without allocating.

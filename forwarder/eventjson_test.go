@@ -3,8 +3,11 @@ package forwarder
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +106,46 @@ func TestHeadersAndValuesJSONMatchEncodingJSON(t *testing.T) {
 		assert.Equal(t, string(want), valuesJSON(v), q)
 	}
 	assert.Equal(t, `{"k":null}`, valuesJSON(url.Values{"k": nil}))
+}
+
+func TestAppendStringJSONMatchesEncodingJSON(t *testing.T) {
+	// Random strings over an alphabet of every escaping case, at every length up
+	// to 64, so the room reserved for six-byte escapes is exercised at each end.
+	alphabet := []string{"a", "\"", "\\", "\n", "\x01", "\x7f", "<", "&", "é", "\u2028", "\u2029", "\xff", "\xe2\x80", "𝄞"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 64 {
+		for range 20 {
+			var sb strings.Builder
+			for range n {
+				sb.WriteString(alphabet[rng.IntN(len(alphabet))])
+			}
+			s := sb.String()
+			for _, html := range []bool{false, true} {
+				prefix := []byte("p")
+				if n%2 == 0 {
+					prefix = make([]byte, 1, 1+n) // little spare room: forces growth
+					prefix[0] = 'p'
+				}
+				got := appendStringJSON(prefix, s, html)
+				assert.Equal(t, "p"+encodingJSON(t, s, html), string(got), "%q html %v", s, html)
+			}
+		}
+	}
+}
+
+// BenchmarkAppendStringJSON escapes a dense JSON body, the common case: a quote
+// every few bytes.
+func BenchmarkAppendStringJSON(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"items":[`)
+	for i := range 60 {
+		fmt.Fprintf(&sb, `{"id":%d,"name":"item-%d","price":%d.25,"tags":["a","b"]},`, 100000+i*7919, i, i*13)
+	}
+	sb.WriteString(`{}]}`)
+	body := sb.String()
+	buf := make([]byte, 0, 4*len(body))
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		buf = appendStringJSON(buf[:0], body, true)
+	}
 }

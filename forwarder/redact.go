@@ -63,6 +63,14 @@ type Redactor struct {
 	patterns   []valuePattern
 	// minPattern is the shortest text any pattern can match.
 	minPattern int
+	// userPatterns is set when patterns beyond the built-in ones are configured.
+	userPatterns bool
+	// namesByFirst lists the sensitive names by their first byte; quickOK is
+	// set when every name is ASCII and no user pattern is configured, so that
+	// mayChangeJSON can rule a body out (see there).
+	namesByFirst [256][]string
+	quickOK      bool
+	quickPairs   *[256][4]uint64
 }
 
 var (
@@ -99,6 +107,7 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 					r.paramLens = ^uint64(0) // names this long skip the length check
 				}
 				r.paramFirst[lp[0]>>6] |= 1 << (lp[0] & 63)
+				r.namesByFirst[lp[0]] = append(r.namesByFirst[lp[0]], lp)
 			}
 		}
 	}
@@ -111,7 +120,21 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 	for _, re := range opts.Patterns {
 		if re != nil {
 			r.patterns = append(r.patterns, valuePattern{re: re})
+			r.userPatterns = true
 		}
+	}
+	r.quickOK = !r.userPatterns
+	for name := range r.params {
+		for _, c := range []byte(name) {
+			r.quickOK = r.quickOK && c < utf8.RuneSelf && c != '"' && c != '\\'
+		}
+	}
+	if r.quickOK {
+		names := make([]string, 0, len(r.params))
+		for name := range r.params {
+			names = append(names, name)
+		}
+		r.quickPairs = quickPairsFor(names)
 	}
 	r.minPattern = r.patterns[0].minLen
 	for _, p := range r.patterns {
@@ -259,6 +282,9 @@ func (r *Redactor) RedactBody(contentType string, body []byte) []byte {
 	case mt == "application/x-www-form-urlencoded":
 		return []byte(r.redactForm(string(body)))
 	case strings.HasSuffix(mt, "json") || looksJSON(body):
+		if !r.mayChangeJSON(body) {
+			return body
+		}
 		return r.redactJSON(body)
 	}
 	if red := r.redactText(body); red != nil {
@@ -315,6 +341,43 @@ func readOnlyBytes(s string) []byte {
 func looksJSON(b []byte) bool {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
+}
+
+// mayMatch reports whether any value pattern could match b, in one pass for the
+// built-in patterns: JSON bodies have many short string values, and running
+// each pattern's own prefilter over each of them cost more than the scan itself.
+// It may say yes when nothing matches, never no when something does.
+func (r *Redactor) mayMatch(b []byte) bool {
+	if len(b) < r.minPattern {
+		return false
+	}
+	if r.userPatterns {
+		return true
+	}
+	run := 0 // digits in a row, a single space or dash allowed between two
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case '0' <= c && c <= '9':
+			if run++; run >= 13 {
+				return true
+			}
+		case (c == ' ' || c == '-') && run > 0 && i+1 < len(b) && '0' <= b[i+1] && b[i+1] <= '9':
+			// the separator does not count; the next digit continues the run
+		case c|0x20 == 'b':
+			if len(b)-i >= 8 && bytes.EqualFold(b[i:i+6], []byte("bearer")) {
+				return true
+			}
+			run = 0
+		case c == 'e':
+			if i+2 < len(b) && b[i+1] == 'y' && b[i+2] == 'J' {
+				return true
+			}
+			run = 0
+		default:
+			run = 0
+		}
+	}
+	return false
 }
 
 // redactText applies the value patterns to b; it returns nil when nothing matched.
@@ -433,6 +496,128 @@ func luhn(b []byte) bool {
 		sum += d
 	}
 	return sum%10 == 0
+}
+
+// runBreak[c] is all ones for a byte that ends a run of card-number bytes
+// (digits, and the spaces and dashes a card number may have), zero for one
+// that does not. Read-only.
+var runBreak = func() (t [256]int) {
+	for c := range t {
+		t[c] = -1
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = 0
+	}
+	t[' '], t['-'] = 0, 0
+	return t
+}()
+
+// mayChangeJSON reports whether redactJSON could change body, in one cheap
+// pass: most API bodies carry no secret, and the full scan costs a few
+// nanoseconds per byte on dense JSON. Nothing can change unless the body holds
+// one of: a quoted sensitive name (any case); a backslash (escapes can spell
+// anything); U+0130 or U+212A, which lower-case to ASCII i and k; "eyJ" (a
+// JWT); "bearer" (any case); 13 digits in a row, spaces and dashes allowed
+// between them (a card number). It may say yes when nothing changes, never no
+// when something would.
+//
+// Each byte pair is looked up in a bit table of the pairs that start one of
+// those (quote and a name's first letter, "yJ", "be", ...) so the loop has no
+// branch that JSON's frequent quotes would make mispredict.
+func (r *Redactor) mayChangeJSON(body []byte) bool {
+	if !r.quickOK {
+		return true
+	}
+	// The last byte that ended a run of card-number bytes, kept without a
+	// branch; 13 such bytes in a row (separators too) is a candidate.
+	lastBreak := -1
+	pairs := r.quickPairs
+	for i := 0; i+1 < len(body); i++ {
+		c, next := body[i], body[i+1]
+		lastBreak = max(lastBreak, i&runBreak[c])
+		if i-lastBreak >= 13 || pairs[c][next>>6]&(1<<(next&63)) != 0 && r.quickHit(body, i) {
+			return true
+		}
+	}
+	if n := len(body); n > 0 {
+		switch body[n-1] {
+		case '\\', 0xC4, 0xE2:
+			return true
+		}
+		return n-1-max(lastBreak, (n-1)&runBreak[body[n-1]]) >= 13
+	}
+	return false
+}
+
+// quickHit checks the candidate that quickPairs flagged at body[i].
+func (r *Redactor) quickHit(body []byte, i int) bool {
+	switch body[i] {
+	case '"':
+		return r.quotedNameAt(body[i+1:])
+	case 'y':
+		return i >= 1 && body[i-1] == 'e'
+	case 'b', 'B':
+		return len(body)-i >= 8 && bytes.EqualFold(body[i:i+6], []byte("bearer"))
+	}
+	return true // a backslash, or İ or K
+}
+
+// quickPairsFor is the pair table for mayChangeJSON given the sensitive names.
+func quickPairsFor(names []string) *[256][4]uint64 {
+	t := new([256][4]uint64)
+	set := func(a, b byte) { t[a][b>>6] |= 1 << (b & 63) }
+	fold := func(c byte) []byte {
+		if 'a' <= c && c <= 'z' {
+			return []byte{c, c - ('a' - 'A')}
+		}
+		return []byte{c}
+	}
+	for _, name := range names {
+		for _, c := range fold(name[0]) {
+			set('"', c)
+		}
+	}
+	set('y', 'J')
+	for _, b := range fold('b') {
+		for _, e := range fold('e') {
+			set(b, e)
+		}
+	}
+	for c := range 256 {
+		set('\\', byte(c))
+	}
+	set(0xC4, 0xB0)
+	set(0xE2, 0x84)
+	return t
+}
+
+// quotedNameAt reports whether b starts with a sensitive name (any ASCII case)
+// and its closing quote.
+func (r *Redactor) quotedNameAt(b []byte) bool {
+	first := b[0]
+	if 'A' <= first && first <= 'Z' {
+		first += 'a' - 'A'
+	}
+	for _, name := range r.namesByFirst[first] {
+		if len(b) > len(name) && b[len(name)] == '"' && equalFoldASCII(b[:len(name)], name) {
+			return true
+		}
+	}
+	return false
+}
+
+// equalFoldASCII compares b with a lower-case ASCII name, ignoring b's case.
+func equalFoldASCII(b []byte, lower string) bool {
+	for i := range len(lower) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // redactJSON rewrites the values of sensitive keys and the pattern matches in
@@ -584,6 +769,9 @@ func isDigits(b []byte) bool {
 // something was redacted.
 func (s *jsonScanner) stringValue(start int, content []byte, escaped bool) {
 	text := content
+	if !escaped && !s.r.mayMatch(text) {
+		return
+	}
 	if escaped {
 		var str string
 		if json.Unmarshal(s.d[start:s.i], &str) != nil {

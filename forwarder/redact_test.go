@@ -1,7 +1,10 @@
 package forwarder
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
@@ -159,11 +162,146 @@ func FuzzRedactJSON(f *testing.F) {
 	})
 }
 
+// BenchmarkRedactJSON redacts a body with sensitive keys and a dense API body
+// with none, as RedactBody does (the quick check first) and with the full scan
+// alone: the baseline the quick check has to beat.
 func BenchmarkRedactJSON(b *testing.B) {
 	r := NewRedactor(RedactorOptions{})
-	body := []byte(`{"users":[` + strings.Repeat(`{"id":12,"name":"Ada Lovelace","email":"ada@example.com","password":"x","tags":["a","b"]},`, 200) + `{}]}`)
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		r.RedactBody("application/json", body)
+	var dense strings.Builder
+	dense.WriteString(`{"items":[`)
+	for i := range 60 {
+		fmt.Fprintf(&dense, `{"id":%d,"name":"item-%d","price":%d.25,"tags":["a","b"]},`, 100000+i*7919, i, i*13)
 	}
+	dense.WriteString(`{}]}`)
+	bodies := map[string][]byte{
+		"secrets": []byte(`{"users":[` + strings.Repeat(`{"id":12,"name":"Ada Lovelace","email":"ada@example.com","password":"x","tags":["a","b"]},`, 200) + `{}]}`),
+		"dense":   []byte(dense.String()),
+	}
+	for _, name := range []string{"secrets", "dense"} {
+		body := bodies[name]
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				r.RedactBody("application/json", body)
+			}
+		})
+		b.Run(name+"-full-scan", func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				r.redactJSON(body)
+			}
+		})
+	}
+}
+
+// randomJSON writes a random JSON value mixing sensitive keys, strings and
+// numbers that the patterns match or nearly match, escapes and whitespace.
+func randomJSON(rng *rand.Rand, b *strings.Builder, depth int) {
+	keys := []string{`"id"`, `"name"`, `"password"`, `"Token"`, `"pass\u0077ord"`, `"items"`, `"api_key"`, `"n"`, `"card"`, `"toKen"`, `"İd"`, `"TOKEN"`, `"passwd "`}
+	strs := []string{`"item-10"`, `"a"`, `"` + testJWT + `"`, `"Bearer abc.def"`, `"BEARER  x"`, `"` + testCard + `"`, `"` + badCard + `"`,
+		`"4111 1111 1111 1111"`, `"5500-0000-0000-0004"`, `"q\"x\\y"`, `"\u00e9\n"`, `"<&>"`, `"é"`, `"1700000000000"`, `""`, `"x\u0041y"`, `"İ"`}
+	scalars := []string{"0", "-1.5e3", testCard, "1700000000000", "4111111111111111.5", "12", "true", "false", "null", "340000000000009"}
+	ws := func() {
+		if rng.IntN(4) == 0 {
+			b.WriteString([]string{" ", "\n", "\t ", "\r\n"}[rng.IntN(4)])
+		}
+	}
+	ws()
+	k := rng.IntN(10)
+	if depth > 4 {
+		k = 4 + rng.IntN(6)
+	}
+	switch {
+	case k < 2:
+		b.WriteByte('{')
+		for j := range rng.IntN(4) {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			ws()
+			b.WriteString(keys[rng.IntN(len(keys))])
+			ws()
+			b.WriteByte(':')
+			randomJSON(rng, b, depth+1)
+		}
+		ws()
+		b.WriteByte('}')
+	case k < 4:
+		b.WriteByte('[')
+		for j := range rng.IntN(4) {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			randomJSON(rng, b, depth+1)
+		}
+		ws()
+		b.WriteByte(']')
+	case k < 7:
+		b.WriteString(strs[rng.IntN(len(strs))])
+	default:
+		b.WriteString(scalars[rng.IntN(len(scalars))])
+	}
+	ws()
+}
+
+// The quick checks are sound: a body mayChangeJSON rules out redacts to itself,
+// and a value mayMatch rules out matches no pattern. Random JSON (valid, cut
+// and corrupted) is built to hit both sides of each check; the generator's
+// pieces must also make the check say yes sometimes, or the test proves nothing.
+func TestQuickChecksAreSound(t *testing.T) {
+	r := NewRedactor(RedactorOptions{Params: []string{"x_y"}})
+	rng := rand.New(rand.NewPCG(7, 9))
+	ruledOut, kept := 0, 0
+	for range 5000 {
+		var sb strings.Builder
+		randomJSON(rng, &sb, 0)
+		in := []byte(sb.String())
+		variants := [][]byte{in, in[:rng.IntN(len(in)+1)]}
+		if len(in) > 0 {
+			corrupt := "{}[]:,\"\\x 0"
+			bad := bytes.Clone(in)
+			bad[rng.IntN(len(bad))] = corrupt[rng.IntN(len(corrupt))]
+			variants = append(variants, bad)
+		}
+		for _, v := range variants {
+			if r.mayChangeJSON(v) {
+				kept++
+				continue
+			}
+			ruledOut++
+			require.Equal(t, string(v), string(r.redactJSON(v)), "ruled out but redaction changes it")
+		}
+	}
+	assert.Greater(t, ruledOut, 1000)
+	assert.Greater(t, kept, 1000)
+
+	for _, v := range []string{"Bearer abcdefgh", "bEaReR\tx1", "x eyJa.b.c", testCard, "4111 1111-1111 1111", "item-10", "2026-01-01 12:00:00", "+1 555-123-4567", "abc"} {
+		if !r.mayMatch([]byte(v)) {
+			assert.Nil(t, r.redactText([]byte(v)), v)
+		}
+	}
+	for _, v := range []string{"Bearer abcdefgh", "x eyJa.b.c", testCard, "4111 1111-1111 1111"} {
+		assert.True(t, r.mayMatch([]byte(v)), v)
+	}
+	user := NewRedactor(RedactorOptions{Patterns: []*regexp.Regexp{regexp.MustCompile(`item`)}})
+	assert.True(t, user.mayChangeJSON([]byte(`{"a":"item"}`)), "user patterns always take the full scan")
+}
+
+// FuzzQuickChecks: whatever the bytes, a body mayChangeJSON rules out redacts to
+// itself, and text mayMatch rules out has no pattern match.
+func FuzzQuickChecks(f *testing.F) {
+	for _, s := range []string{`{"password":"x"}`, `[1,{"Token":{"a":[]}}]`, `{"a":"` + testJWT + `"}`, `{"n":` + testCard + `}`, `{"a":1,"password":"hunt`, `{"k" : [ "Bearer abcdefgh" ] }`, `{"Key":1}`} {
+		f.Add(s)
+	}
+	r := NewRedactor(RedactorOptions{Params: []string{"x_y"}})
+	f.Fuzz(func(t *testing.T, in string) {
+		if !r.mayChangeJSON([]byte(in)) {
+			if out := r.redactJSON([]byte(in)); !bytes.Equal(out, []byte(in)) {
+				t.Fatalf("mayChangeJSON ruled out %q, which redacts to %q", in, out)
+			}
+		}
+		if !r.mayMatch([]byte(in)) && r.redactText([]byte(in)) != nil {
+			t.Fatalf("mayMatch ruled out %q, which a pattern matches", in)
+		}
+	})
 }

@@ -5,9 +5,11 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/andybalholm/brotli"
 )
@@ -69,7 +71,7 @@ func (b *bodySink) hole(n int64) {
 }
 
 // finish stores the body in m, decoding its Content-Encoding within the limit.
-func (b *bodySink) finish(m *Message, c *counters) {
+func (b *bodySink) finish(m *Message, c *counters, dec *decoders) {
 	m.BodySize = b.size
 	if b.notKept != "" {
 		if b.size > 0 {
@@ -85,7 +87,7 @@ func (b *bodySink) finish(m *Message, c *counters) {
 	raw := b.raw
 	b.raw = nil
 	coding := strings.ToLower(strings.TrimSpace(m.Header.Get("Content-Encoding")))
-	decoded, truncated, err := decodeBody(coding, raw, b.limit, b.cut)
+	decoded, truncated, err := dec.decode(coding, raw, b.limit, b.cut)
 	if err != nil {
 		c.decodeErrors.Add(1)
 		m.DecodeError = err.Error()
@@ -95,18 +97,36 @@ func (b *bodySink) finish(m *Message, c *counters) {
 	m.Body, m.BodyTruncated = decoded, truncated
 }
 
-// decodeBody decodes raw per coding, producing at most limit bytes so that a
+// decoders keeps gzip readers for reuse: setting one up costs tens of
+// kilobytes, more than decoding a typical API body. Safe for concurrent use.
+type decoders struct {
+	gzip sync.Pool // of *gzip.Reader
+}
+
+// decode decodes raw per coding, producing at most limit bytes so that a
 // compression bomb costs no more than the limit. rawCut says raw is a prefix of
 // the body, so an unexpected end of the compressed data is not an error.
-func decodeBody(coding string, raw []byte, limit int, rawCut bool) ([]byte, bool, error) {
+func (d *decoders) decode(coding string, raw []byte, limit int, rawCut bool) ([]byte, bool, error) {
 	var r io.Reader
+	sizeHint := 4 * len(raw)
 	switch coding {
 	case "", "identity":
 		return raw, rawCut, nil
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		zr, _ := d.gzip.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(bytes.NewReader(raw))
+		} else {
+			err = zr.Reset(bytes.NewReader(raw))
+		}
 		if err != nil {
 			return nil, false, fmt.Errorf("gzip: %w", err)
+		}
+		defer d.gzip.Put(zr)
+		// A whole single-member body ends with its decoded size (RFC 1952 ISIZE).
+		if n := len(raw); !rawCut && n >= 18 {
+			sizeHint = int(binary.LittleEndian.Uint32(raw[n-4:]))
 		}
 		r = zr
 	case "deflate":
@@ -122,7 +142,7 @@ func decodeBody(coding string, raw []byte, limit int, rawCut bool) ([]byte, bool
 		// Unknown or stacked codings are kept as sent.
 		return raw, rawCut, nil
 	}
-	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	out, err := readAll(io.LimitReader(r, int64(limit)+1), min(max(sizeHint, 512), limit)+1)
 	if len(out) > limit {
 		return out[:limit], true, nil
 	}
@@ -134,4 +154,23 @@ func decodeBody(coding string, raw []byte, limit int, rawCut bool) ([]byte, bool
 		return nil, false, fmt.Errorf("%s: %w", coding, err)
 	}
 	return out, rawCut, nil
+}
+
+// readAll is io.ReadAll starting from size bytes of room: one allocation when
+// the size is known (the +1 callers add lets the final read see EOF).
+func readAll(r io.Reader, size int) ([]byte, error) {
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }

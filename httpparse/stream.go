@@ -52,9 +52,10 @@ const maxChunkLine = 4 << 10
 // StreamFactory creates one parser per TCP connection and hands every exchange
 // to emit. It implements reassembly.StreamFactory.
 type StreamFactory struct {
-	opts  Options
-	emit  func(*Exchange)
-	stats counters
+	opts     Options
+	emit     func(*Exchange)
+	stats    counters
+	decoders decoders
 }
 
 var _ reassembly.StreamFactory = (*StreamFactory)(nil)
@@ -689,7 +690,7 @@ func (d *direction) startBody(framing bodyFraming, n int64) {
 func (d *direction) finishMessage() {
 	m, pe := d.msg, d.pe
 	m.End = d.completed
-	d.body.finish(m, d.stats())
+	d.body.finish(m, d.stats(), &d.s.f.decoders)
 	d.msg, d.pe, d.haveStart = nil, nil, false
 	d.state = stStart
 	if d.role == roleClient {
@@ -718,7 +719,7 @@ func (d *direction) abandonAtClose(why string) {
 	m.End = d.completed
 	m.addAnomaly(anomalyIncomplete)
 	d.body.cut = true
-	d.body.finish(m, d.stats())
+	d.body.finish(m, d.stats(), &d.s.f.decoders)
 	d.msg, d.pe = nil, nil
 	if pe == nil || d.interim {
 		return
@@ -742,14 +743,14 @@ func (d *direction) dropMessage(why string) {
 				// Its response already arrived: hand on what was captured.
 				m.addAnomaly(anomalyIncomplete)
 				d.body.cut = true
-				d.body.finish(m, d.stats())
+				d.body.finish(m, d.stats(), &d.s.f.decoders)
 				pe.reqDone = true
 			} else {
 				// Keep its place in the pipeline: the server answers it (often
 				// with a 400), and that answer must not go to the next request.
 				m.addAnomaly(anomalyInvalidFraming)
 				d.body.cut = true
-				d.body.finish(m, d.stats())
+				d.body.finish(m, d.stats(), &d.s.f.decoders)
 				pe.reqDone = true
 				pe.ex.Error = errRequestInvalid + strings.TrimPrefix(why, errResponseInvalid)
 			}
