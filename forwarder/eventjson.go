@@ -224,44 +224,53 @@ var jsonEscape = func() (t [2][256]struct{ out1, out2, w byte }) {
 // Bodies are mostly dense JSON with a quote every few bytes, where a branch on
 // "does this byte need escaping" mispredicts all the time. The common bytes
 // therefore take one path: write two bytes from a table, keep one or two of
-// them, into room reserved up front (each byte at most doubles; the rare
+// them, into room reserved per chunk (each byte at most doubles; the rare
 // six-byte escapes reserve their own).
 func appendStringJSON(b []byte, s string, html bool) []byte {
 	tab := &jsonEscape[0]
 	if html {
 		tab = &jsonEscape[1]
 	}
-	b = slices.Grow(b, 2*len(s)+2)
+	// Room is reserved a chunk at a time, so a long string that needs little
+	// escaping does not leave the buffer twice its size.
+	const chunk = 512
+	b = slices.Grow(b, min(len(s), chunk)*2+2)
 	out := b[:cap(b)]
 	j := len(b)
 	out[j] = '"'
 	j++
 	for i := 0; i < len(s); {
-		c := s[i]
-		if e := tab[c]; e.w != 0 {
-			out[j], out[j+1] = e.out1, e.out2
-			j += int(e.w)
-			i++
-			continue
+		stop := min(len(s), i+chunk)
+		out = reserve(out, j, 2*(stop-i))
+		for i < stop {
+			c := s[i]
+			if e := tab[c]; e.w != 0 {
+				out[j], out[j+1] = e.out1, e.out2
+				j += int(e.w)
+				i++
+				continue
+			}
+			if c < utf8.RuneSelf {
+				i++
+				out = reserve(out, j, 6+2*(stop-i))
+				j += copy(out[j:], []byte{'\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF]})
+				continue
+			}
+			r, size := utf8.DecodeRuneInString(s[i:])
+			switch {
+			case r == utf8.RuneError && size == 1:
+				out = reserve(out, j, 6+2*max(stop-i-1, 0))
+				j += copy(out[j:], `\ufffd`)
+			case r == '\u2028' || r == '\u2029':
+				out = reserve(out, j, 6+2*max(stop-i-size, 0))
+				j += copy(out[j:], []byte{'\\', 'u', '2', '0', '2', hexDigits[r&0xF]})
+			default:
+				// A rune may end past stop: it is copied as is, one byte per byte.
+				out = reserve(out, j, size+2*max(stop-i-size, 0))
+				j += copy(out[j:], s[i:i+size])
+			}
+			i += size
 		}
-		if c < utf8.RuneSelf {
-			i++
-			out = reserve(out, j, 6+2*(len(s)-i))
-			j += copy(out[j:], []byte{'\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF]})
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			out = reserve(out, j, 6+2*(len(s)-i-1))
-			j += copy(out[j:], `\ufffd`)
-		case r == '\u2028' || r == '\u2029':
-			out = reserve(out, j, 6+2*(len(s)-i-size))
-			j += copy(out[j:], []byte{'\\', 'u', '2', '0', '2', hexDigits[r&0xF]})
-		default:
-			j += copy(out[j:], s[i:i+size])
-		}
-		i += size
 	}
 	out[j] = '"'
 	return out[:j+1]

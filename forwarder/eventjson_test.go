@@ -110,10 +110,15 @@ func TestHeadersAndValuesJSONMatchEncodingJSON(t *testing.T) {
 
 func TestAppendStringJSONMatchesEncodingJSON(t *testing.T) {
 	// Random strings over an alphabet of every escaping case, at every length up
-	// to 64, so the room reserved for six-byte escapes is exercised at each end.
+	// to 64 and some longer, so the room reserved for six-byte escapes and runes
+	// across chunk ends is exercised.
 	alphabet := []string{"a", "\"", "\\", "\n", "\x01", "\x7f", "<", "&", "é", "\u2028", "\u2029", "\xff", "\xe2\x80", "𝄞"}
 	rng := rand.New(rand.NewPCG(1, 2))
+	lengths := []int{200, 300, 400, 1100} // pieces, not bytes: past the 512-byte chunks
 	for n := range 64 {
+		lengths = append(lengths, n)
+	}
+	for _, n := range lengths {
 		for range 20 {
 			var sb strings.Builder
 			for range n {

@@ -344,16 +344,15 @@ func encodeEvent(ev *Event) ([]byte, error) {
 	if cp.Metadata.EventID == "" {
 		cp.Metadata.EventID = uuid.NewString()
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&cp); err != nil {
+	out, err := cp.AppendJSON(make([]byte, 0, 512+len(cp.RequestBody)+len(cp.ResponseBody)+len(cp.RequestHeaders)+len(cp.ResponseHeaders)), false)
+	if err != nil {
 		return nil, err
 	}
-	out := bytes.TrimRight(b.Bytes(), "\n")
 	const pre = `{"project_id":"",`
 	if bytes.HasPrefix(out, []byte(pre)) {
-		return append([]byte{'{'}, out[len(pre):]...), nil
+		// Drop the empty project_id in place: the buffer is ours.
+		out[len(pre)-1] = '{'
+		return out[len(pre)-1:], nil
 	}
 	// The field order changed: fall back to a map.
 	var m map[string]json.RawMessage
@@ -999,27 +998,38 @@ func (s *OTASSink) sendOne(ctx context.Context, pid string, it *item) *item {
 // batchBody builds {"events":[...]}, gzipped unless disabled.
 func (s *OTASSink) batchBody(items []*item) []byte {
 	pid := s.project.Load().ID
-	size := 16
-	for _, it := range items {
-		size += len(it.data) + len(it.token) + len(pid) + 64
-	}
-	raw := make([]byte, 0, size)
-	raw = append(raw, `{"events":[`...)
-	for i, it := range items {
-		if i > 0 {
-			raw = append(raw, ',')
-		}
-		raw = appendWithFields(raw, it.data, pid, it.token, true)
-	}
-	raw = append(raw, "]}"...)
 	if s.cfg.DisableGzip {
-		return raw
+		size := 16
+		for _, it := range items {
+			size += len(it.data) + len(it.token) + len(pid) + 64
+		}
+		raw := make([]byte, 0, size)
+		raw = append(raw, `{"events":[`...)
+		for i, it := range items {
+			if i > 0 {
+				raw = append(raw, ',')
+			}
+			raw = appendWithFields(raw, it.data, pid, it.token, true)
+		}
+		return append(raw, "]}"...)
 	}
+	// Compressed event by event: the plain batch is never built whole.
 	var b bytes.Buffer
-	b.Grow(len(raw) / 4)
+	b.Grow(32 << 10)
 	zw := s.gzPool.Get().(*gzip.Writer)
 	zw.Reset(&b)
-	_, _ = zw.Write(raw)
+	var head []byte
+	_, _ = zw.Write([]byte(`{"events":[`))
+	for i, it := range items {
+		head = head[:0]
+		if i > 0 {
+			head = append(head, ',')
+		}
+		head = appendFieldsHead(head, it.data, pid, it.token, true)
+		_, _ = zw.Write(head)
+		_, _ = zw.Write(it.data[1:])
+	}
+	_, _ = zw.Write([]byte("]}"))
 	_ = zw.Close()
 	s.gzPool.Put(zw)
 	return b.Bytes()
@@ -1028,30 +1038,21 @@ func (s *OTASSink) batchBody(items []*item) []byte {
 // appendWithFields appends the event data with project_id (and the session token
 // for a batch) put first.
 func appendWithFields(dst, data []byte, pid, token string, withToken bool) []byte {
+	return append(appendFieldsHead(dst, data, pid, token, withToken), data[1:]...)
+}
+
+// appendFieldsHead appends what appendWithFields puts before data[1:].
+func appendFieldsHead(dst, data []byte, pid, token string, withToken bool) []byte {
 	dst = append(dst, `{"project_id":`...)
-	dst = strconv.AppendQuote(dst, pid)
+	dst = appendStringJSON(dst, pid, false)
 	if withToken {
 		dst = append(dst, `,"agent_session_token":`...)
-		dst = appendJSONString(dst, token)
+		dst = appendStringJSON(dst, token, false)
 	}
 	if len(data) > 2 {
 		dst = append(dst, ',')
 	}
-	return append(dst, data[1:]...)
-}
-
-// appendJSONString quotes s as JSON (strconv.AppendQuote is JSON-safe only for
-// printable ASCII, which IDs and tokens are; anything else goes through json).
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			b, _ := json.Marshal(s)
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
+	return dst
 }
 
 // gate is the shared backoff: after a failed request every worker waits (or

@@ -13,6 +13,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -436,7 +437,7 @@ func (s *Server) brainKey(r *http.Request) string {
 }
 
 func readBody(r *http.Request) ([]byte, int64, error) {
-	raw, err := io.ReadAll(r.Body)
+	raw, err := readAllSized(r.Body, r.ContentLength)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -446,12 +447,39 @@ func readBody(r *http.Request) ([]byte, int64, error) {
 		if err != nil {
 			return nil, n, err
 		}
-		raw, err = io.ReadAll(zr)
+		// The gzip trailer's ISIZE is the decoded size (mod 2^32): a hint only.
+		size := int64(-1)
+		if len(raw) >= 18 {
+			size = int64(binary.LittleEndian.Uint32(raw[len(raw)-4:]))
+		}
+		raw, err = readAllSized(zr, size)
 		if err != nil {
 			return nil, n, err
 		}
 	}
 	return raw, n, nil
+}
+
+// readAllSized is io.ReadAll with room for size bytes up front when the size
+// is known (capped: a hint is not trusted with memory).
+func readAllSized(r io.Reader, size int64) ([]byte, error) {
+	if size < 0 || size > 64<<20 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, size+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 func (s *Server) serveEvent(w http.ResponseWriter, r *http.Request) {
@@ -482,7 +510,11 @@ func (s *Server) serveEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := r.Header.Get("X-OTAS-AGENT-SESSION-TOKEN")
-	code, res := s.accept(body, tok, false)
+	ev := eventText{raw: bytes.TrimSpace(body), err: errors.New("invalid JSON")}
+	if json.Valid(ev.raw) {
+		ev.members, ev.err = splitObject(ev.raw)
+	}
+	code, res := s.accept(ev, tok, false)
 	if code == http.StatusInternalServerError && res.Description == "html" {
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(code)
@@ -537,17 +569,15 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"status": 0, "status_description": "batch_too_large"})
 		return
 	}
-	var batch struct {
-		Events []json.RawMessage `json:"events"`
-	}
-	if err := json.Unmarshal(body, &batch); err != nil || batch.Events == nil {
+	events, err := batchEvents(body)
+	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"status": 0, "status_description": "invalid_json"})
 		return
 	}
-	results := make([]Result, len(batch.Events))
+	results := make([]Result, len(events))
 	failed := false
-	for i, raw := range batch.Events {
-		code, res := s.accept(raw, "", true)
+	for i, ev := range events {
+		code, res := s.accept(ev, "", true)
 		res.Index = i
 		if code >= 300 {
 			res.HTTPStatus = code
@@ -576,21 +606,65 @@ var fieldKinds = map[string]byte{
 
 var required = []string{"project_id", "path", "method", "status_code", "latency_ms"}
 
+// batchEvents returns the raw events of a batch body {"events":[...]}.
+func batchEvents(body []byte) ([]eventText, error) {
+	if !json.Valid(body) {
+		return nil, errors.New("invalid JSON")
+	}
+	// The members of {"events":[...]}, splitting the array in the same pass.
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return nil, errNotObject
+	}
+	var events []eventText
+	for i = skipSpace(body, i+1); i < len(body) && body[i] != '}'; {
+		end := skipValue(body, i)
+		name, err := unquote(body[i:end])
+		if err != nil {
+			return nil, err
+		}
+		i = skipSpace(body, skipSpace(body, end)+1) // past ':'
+		if name == "events" {
+			if events, end, err = splitEventsAt(body, i); err != nil {
+				return nil, err
+			}
+		} else {
+			end = skipValue(body, i)
+		}
+		if i = skipSpace(body, end); i < len(body) && body[i] == ',' {
+			i = skipSpace(body, i+1)
+		}
+	}
+	if events == nil {
+		return nil, errors.New("no events array")
+	}
+	return events, nil
+}
+
 // accept validates one event as brain does and stores it. A batch element
 // carries its token in the agent_session_token field.
-func (s *Server) accept(body []byte, token string, batch bool) (int, Result) {
-	trimmed := bytes.TrimSpace(body)
-	if bytes.Equal(trimmed, []byte("null")) {
+func (s *Server) accept(ev eventText, token string, batch bool) (int, Result) {
+	if bytes.Equal(ev.raw, []byte("null")) {
 		return http.StatusInternalServerError, Result{Description: "html"}
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &fields); err != nil {
+	if ev.err != nil {
 		return http.StatusBadRequest, Result{Description: "invalid_json"}
+	}
+	members, trimmed := ev.members, ev.raw
+	// field is the raw value of a member; a later duplicate wins, as it does
+	// for encoding/json decoding into a map.
+	field := func(name string) ([]byte, bool) {
+		for i := len(members) - 1; i >= 0; i-- {
+			if members[i].name == name {
+				return members[i].raw, true
+			}
+		}
+		return nil, false
 	}
 	if batch {
 		token = ""
-		if raw, ok := fields["agent_session_token"]; ok {
-			_ = json.Unmarshal(raw, &token)
+		if raw, ok := field("agent_session_token"); ok {
+			token, _ = unquote(raw)
 		}
 	}
 	if token == "" {
@@ -601,30 +675,30 @@ func (s *Server) accept(body []byte, token string, batch bool) (int, Result) {
 	}
 	var missing []string
 	for _, f := range required {
-		if _, ok := fields[f]; !ok {
+		if _, ok := field(f); !ok {
 			missing = append(missing, f)
 		}
 	}
 	if len(missing) > 0 {
 		return http.StatusBadRequest, Result{Description: "missing_required_fields", MissingFields: missing}
 	}
-	for name, raw := range fields {
-		if k, ok := fieldKinds[name]; ok && !kindOK(k, raw) {
+	for _, m := range members {
+		if k, ok := fieldKinds[m.name]; ok && !kindOK(k, m.raw) {
 			// The real backend fails deep inside with a 500 on a wrong type.
 			return http.StatusInternalServerError, Result{Description: "event_capture_failed"}
 		}
 	}
-	st := Stored{Token: token, Raw: append(json.RawMessage(nil), trimmed...), Batch: batch}
-	_ = json.Unmarshal(fields["project_id"], &st.ProjectID)
-	var path string
-	_ = json.Unmarshal(fields["path"], &path)
-	var md struct {
-		EventID string `json:"event_id"`
+	// Raw shares the request body's buffer, which is never reused.
+	st := Stored{Token: token, Raw: trimmed, Batch: batch}
+	pid, _ := field("project_id")
+	st.ProjectID, _ = unquote(pid)
+	rawPath, _ := field("path")
+	path, _ := unquote(rawPath)
+	if raw, ok := field("metadata"); ok {
+		if id, ok := memberValue(raw, "event_id"); ok {
+			st.ID, _ = unquote(id)
+		}
 	}
-	if raw, ok := fields["metadata"]; ok {
-		_ = json.Unmarshal(raw, &md)
-	}
-	st.ID = md.EventID
 	s.mu.Lock()
 	if p := s.faults.PoisonPath; p != "" && path == p {
 		s.mu.Unlock()
