@@ -72,12 +72,29 @@ type LiveOptions struct {
 	// it on: some kernels (Firecracker VMs among them) never expire TPACKET_V3
 	// blocks, so without it packets on a quiet link arrive late or never.
 	Immediate bool
-	// QueuePackets and QueueBytes bound the packets waiting for processing;
-	// beyond them packets are dropped and counted in Stats.QueueDrops. 0 means
-	// the defaults.
+	// QueuePackets and QueueBytes bound the packets waiting for processing.
+	// A full queue makes capture wait, leaving packets in the kernel ring (whose
+	// overflow is Stats.KernelDrops); a packet that would pass QueueBytes is
+	// dropped and counted in Stats.QueueDrops. 0 means the defaults.
 	QueuePackets int
 	QueueBytes   int
+	// Engine reads the packets: EngineLibpcap (the default) or EngineAFPacket.
+	Engine string
+	// Fanout is how many AF_PACKET sockets, each read by its own goroutine,
+	// share an interface's packets by flow hash (EngineAFPacket only; 0 means 1).
+	Fanout int
 }
+
+// Capture engines.
+const (
+	// EngineLibpcap captures through libpcap, which in immediate mode gives
+	// every packet a ring slot of SnapLen bytes.
+	EngineLibpcap = "libpcap"
+	// EngineAFPacket reads a TPACKET_V3 ring directly: packets are packed into
+	// blocks by their real size, so the same memory holds many more of them,
+	// and the ring can be shared by several sockets (fanout).
+	EngineAFPacket = "afpacket"
+)
 
 // Packet is one captured packet on its way from a capture goroutine to
 // processing. Data lives in a pooled buffer: hand the packet back with
@@ -97,11 +114,13 @@ type LiveInterface struct {
 	SnapLen  int
 }
 
-// LiveSource captures on one or more interfaces through libpcap. Each interface
-// is read by its own goroutine, which copies packets into pooled buffers and
-// sends them on one bounded queue; the consumer decodes them one at a time.
-// When the queue is full, packets are dropped and counted, so memory stays
-// bounded however far processing falls behind.
+// LiveSource captures on one or more interfaces through libpcap or AF_PACKET.
+// Each interface (each socket of a fanout group) is read by its own
+// goroutine, which copies packets into pooled buffers and sends them on one
+// bounded queue; the consumer decodes them one at a time. When the queue is
+// full, capture waits and the kernel ring holds the packets, dropping (and
+// counting) what overflows it, so memory stays bounded however far processing
+// falls behind.
 type LiveSource struct {
 	opts    LiveOptions
 	ifaces  []LiveInterface
@@ -115,6 +134,10 @@ type LiveSource struct {
 	queueBytes atomic.Int64
 
 	startOnce sync.Once
+	// closing is closed by Close: capture goroutines waiting on a full queue
+	// give up.
+	closing   chan struct{}
+	closeOnce sync.Once
 	stop      context.CancelFunc // ends the capture goroutines
 	wg        sync.WaitGroup
 	mu        sync.Mutex // guards err
@@ -126,10 +149,50 @@ type LiveSource struct {
 
 type liveHandle struct {
 	name string
-	h    *pcap.Handle
-	// libpcap's counters, refreshed by the capture goroutine.
+	h    ring
+	// The ring's counters, refreshed by the capture goroutine.
 	received, kernelDrops, ifaceDrops atomic.Uint64
 }
+
+// ring is one open kernel capture socket, as a capture goroutine reads it.
+// Only that goroutine may use it, apart from Close once it has stopped.
+type ring interface {
+	// ZeroCopyReadPacketData returns the next packet, valid until the next
+	// call; errReadTimeout when none came within readTimeout.
+	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	// counters returns the packets the kernel handed the socket, those it
+	// dropped for lack of room, and those the interface dropped.
+	counters() (received, kernelDrops, ifaceDrops uint64, err error)
+	// failure describes why a read failed, for the error message.
+	failure() string
+	LinkType() layers.LinkType
+	SnapLen() int
+	Close()
+}
+
+// errReadTimeout is a ring's "no packet within readTimeout".
+var errReadTimeout = errors.New("read timeout")
+
+// pcapRing is a libpcap handle as a ring.
+type pcapRing struct{ *pcap.Handle }
+
+func (r pcapRing) ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error) {
+	data, ci, err := r.Handle.ZeroCopyReadPacketData()
+	if errors.Is(err, pcap.NextErrorTimeoutExpired) {
+		err = errReadTimeout
+	}
+	return data, ci, err
+}
+
+func (r pcapRing) counters() (received, kernelDrops, ifaceDrops uint64, err error) {
+	st, err := r.Stats()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return uint64(st.PacketsReceived), uint64(st.PacketsDropped), uint64(st.PacketsIfDropped), nil
+}
+
+func (r pcapRing) failure() string { return r.Error().Error() }
 
 // bufClasses are the pooled buffer sizes: a full Ethernet frame, a jumbo frame,
 // and offloaded super-packets. Bigger packets get a buffer of their own.
@@ -154,7 +217,27 @@ func OpenLive(opts LiveOptions) (*LiveSource, error) {
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = DefaultQueueBytes
 	}
-	s := &LiveSource{opts: opts, dec: NewDecoder(), packets: make(chan *Packet, opts.QueuePackets)}
+	if opts.Fanout <= 0 {
+		opts.Fanout = 1
+	}
+	open := func(name string) ([]ring, error) {
+		h, err := openHandle(name, opts)
+		if err != nil {
+			return nil, err
+		}
+		return []ring{pcapRing{h}}, nil
+	}
+	switch opts.Engine {
+	case "", EngineLibpcap:
+		if opts.Fanout > 1 {
+			return nil, fmt.Errorf("fanout needs the %s engine", EngineAFPacket)
+		}
+	case EngineAFPacket:
+		open = func(name string) ([]ring, error) { return openAFPacket(name, opts) }
+	default:
+		return nil, fmt.Errorf("unknown capture engine %q: use %s or %s", opts.Engine, EngineLibpcap, EngineAFPacket)
+	}
+	s := &LiveSource{opts: opts, dec: NewDecoder(), packets: make(chan *Packet, opts.QueuePackets), closing: make(chan struct{})}
 	for i, c := range bufClasses {
 		s.pools[i].New = func() any { return &Packet{buf: make([]byte, c)} }
 	}
@@ -164,20 +247,25 @@ func OpenLive(opts LiveOptions) (*LiveSource, error) {
 			continue
 		}
 		seen[name] = true
-		h, err := openHandle(name, opts)
+		rings, err := open(name)
 		if err != nil {
 			s.closeHandles()
 			return nil, err
 		}
-		lt := h.LinkType()
+		lt := rings[0].LinkType()
 		if !LinkTypeSupported(lt) {
-			h.Close()
+			for _, r := range rings {
+				r.Close()
+			}
 			s.closeHandles()
 			return nil, fmt.Errorf("interface %s: link type %s (%d): %w; supported: %s",
 				name, lt, int(lt), ErrUnsupportedLinkType, supportedLinkTypesText())
 		}
-		s.handles = append(s.handles, &liveHandle{name: name, h: h})
-		s.ifaces = append(s.ifaces, LiveInterface{Name: name, LinkType: lt, SnapLen: h.SnapLen()})
+		// Every ring of a fanout group reports as its interface.
+		for _, r := range rings {
+			s.handles = append(s.handles, &liveHandle{name: name, h: r})
+		}
+		s.ifaces = append(s.ifaces, LiveInterface{Name: name, LinkType: lt, SnapLen: rings[0].SnapLen()})
 	}
 	return s, nil
 }
@@ -239,11 +327,11 @@ func (s *LiveSource) Interfaces() []LiveInterface { return slices.Clone(s.ifaces
 func (s *LiveSource) Start(ctx context.Context) {
 	s.startOnce.Do(func() {
 		ctx, s.stop = context.WithCancel(ctx)
-		for i, h := range s.handles {
+		for _, h := range s.handles {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				if err := s.capture(ctx, i, h); err != nil {
+				if err := s.capture(ctx, s.ifaceIndex(h.name), h); err != nil {
 					s.setErr(err)
 				}
 			}()
@@ -253,6 +341,16 @@ func (s *LiveSource) Start(ctx context.Context) {
 			close(s.packets)
 		}()
 	})
+}
+
+// ifaceIndex is the index in s.ifaces of the interface called name.
+func (s *LiveSource) ifaceIndex(name string) int {
+	for i, in := range s.ifaces {
+		if in.Name == name {
+			return i
+		}
+	}
+	return 0
 }
 
 func (s *LiveSource) setErr(err error) {
@@ -295,7 +393,7 @@ func (s *LiveSource) capture(ctx context.Context, idx int, lh *liveHandle) error
 		data, ci, err := lh.h.ZeroCopyReadPacketData()
 		switch {
 		case err == nil:
-		case errors.Is(err, pcap.NextErrorTimeoutExpired):
+		case errors.Is(err, errReadTimeout):
 			if !stoppedAt.IsZero() {
 				return nil // the ring is empty
 			}
@@ -307,18 +405,20 @@ func (s *LiveSource) capture(ctx context.Context, idx int, lh *liveHandle) error
 			if !stoppedAt.IsZero() {
 				return nil
 			}
-			return fmt.Errorf("interface %s: %w: %v", lh.name, ErrInterfaceDown, lh.h.Error())
+			return fmt.Errorf("interface %s: %w: %v", lh.name, ErrInterfaceDown, lh.h.failure())
 		}
 		if !stoppedAt.IsZero() && ci.Timestamp.After(stoppedAt) {
 			return nil
 		}
-		s.enqueue(data, ci, idx)
+		s.enqueue(data, ci, idx, lh)
 	}
 }
 
-// enqueue copies one packet into a pooled buffer and queues it, or drops it
-// when the queue is full.
-func (s *LiveSource) enqueue(data []byte, ci gopacket.CaptureInfo, idx int) {
+// enqueue copies one packet into a pooled buffer and queues it. When the
+// queue is full it waits for room rather than dropping: meanwhile the kernel
+// ring fills, which is where a burst is best absorbed (TPACKET_V3 packs
+// packets by size), and what overflows it is counted as kernel drops.
+func (s *LiveSource) enqueue(data []byte, ci gopacket.CaptureInfo, idx int, lh *liveHandle) {
 	n := len(data)
 	if s.queueBytes.Load()+int64(n) > int64(s.opts.QueueBytes) {
 		s.queueDrops.Add(1)
@@ -331,9 +431,24 @@ func (s *LiveSource) enqueue(data []byte, ci gopacket.CaptureInfo, idx int) {
 	s.queueBytes.Add(int64(n))
 	select {
 	case s.packets <- p:
+		return
 	default:
-		s.queueDrops.Add(1)
-		s.Release(p)
+	}
+	// The counters are kept fresh while waiting: the status line shows the
+	// kernel's drops as they happen.
+	tick := time.NewTicker(statsEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case s.packets <- p:
+			return
+		case <-tick.C:
+			lh.readStats()
+		case <-s.closing:
+			s.queueDrops.Add(1)
+			s.Release(p)
+			return
+		}
 	}
 }
 
@@ -402,13 +517,13 @@ func (s *LiveSource) Next(ctx context.Context) (*Segment, error) {
 // readStats copies libpcap's counters; called only by the capture goroutine,
 // or before Start, since libpcap handles are not safe for concurrent use.
 func (lh *liveHandle) readStats() {
-	st, err := lh.h.Stats()
+	received, kernelDrops, ifaceDrops, err := lh.h.counters()
 	if err != nil {
 		return
 	}
-	lh.received.Store(uint64(st.PacketsReceived))
-	lh.kernelDrops.Store(uint64(st.PacketsDropped))
-	lh.ifaceDrops.Store(uint64(st.PacketsIfDropped))
+	lh.received.Store(received)
+	lh.kernelDrops.Store(kernelDrops)
+	lh.ifaceDrops.Store(ifaceDrops)
 }
 
 // Stats reports the decoder's counts, libpcap's drop counters (as of the last
@@ -429,6 +544,7 @@ func (s *LiveSource) Stats() Stats {
 func (s *LiveSource) Close() error {
 	// Never started: end the queue so a reader does not wait forever.
 	s.startOnce.Do(func() { close(s.packets) })
+	s.closeOnce.Do(func() { close(s.closing) })
 	if s.stop != nil {
 		s.stop()
 	}

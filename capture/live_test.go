@@ -54,13 +54,22 @@ func get(t *testing.T, ns *netns.NS, url string) {
 	c.CloseIdleConnections()
 }
 
+// engines are the capture engines every live test runs with.
+var engines = []string{EngineLibpcap, EngineAFPacket}
+
 // TestLiveLoopbackImmediate captures one exchange on an otherwise idle
 // loopback and checks every packet arrives within a second, decoded.
 func TestLiveLoopbackImmediate(t *testing.T) {
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) { testLiveLoopbackImmediate(t, engine) })
+	}
+}
+
+func testLiveLoopbackImmediate(t *testing.T, engine string) {
 	ns := netns.New(t, "otl")
 	addr := serveIn(t, ns)
 	_, port, _ := net.SplitHostPort(addr)
-	src, err := openIn(t, ns, LiveOptions{Interfaces: []string{"lo"}, Filter: "tcp port " + port, Immediate: true})
+	src, err := openIn(t, ns, LiveOptions{Interfaces: []string{"lo"}, Filter: "tcp port " + port, Immediate: true, Engine: engine})
 	require.NoError(t, err)
 	require.Equal(t, []LiveInterface{{Name: "lo", LinkType: src.Interfaces()[0].LinkType, SnapLen: DefaultSnapLen}}, src.Interfaces())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -98,32 +107,56 @@ func TestLiveLoopbackImmediate(t *testing.T) {
 	require.NoError(t, src.Err())
 }
 
-// TestLiveQueueBounded fills a tiny queue nobody reads: the surplus is dropped
-// and counted instead of buffered.
+// TestLiveQueueBounded fills a tiny queue nobody reads: capture waits, the
+// queue never holds more than its cap, the small kernel ring overflows and the
+// kernel's drops are counted (refreshed while capture waits); Close still
+// returns. A queue byte cap below the packet size drops and counts instead.
 func TestLiveQueueBounded(t *testing.T) {
-	ns := netns.New(t, "otq")
-	addr := serveIn(t, ns)
-	src, err := openIn(t, ns, LiveOptions{Interfaces: []string{"lo"}, Filter: "tcp", Immediate: true, QueuePackets: 4})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	src.Start(ctx)
-	for i := range 5 {
-		get(t, ns, fmt.Sprintf("http://%s/%d", addr, i))
-	}
-	require.Eventually(t, func() bool { return src.Stats().QueueDrops > 10 }, 2*time.Second, 10*time.Millisecond)
-	require.LessOrEqual(t, len(src.Packets()), 4)
-	cancel()
-	for p := range src.Packets() {
-		src.Release(p)
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			ns := netns.New(t, "otq")
+			addr := serveIn(t, ns)
+			src, err := openIn(t, ns, LiveOptions{Interfaces: []string{"lo"}, Filter: "tcp", Immediate: true, QueuePackets: 4,
+				BufferSize: 1 << 20, Engine: engine})
+			require.NoError(t, err)
+			src.Start(context.Background())
+			for i := range 300 {
+				get(t, ns, fmt.Sprintf("http://%s/%d", addr, i))
+			}
+			require.Eventually(t, func() bool { return src.Stats().KernelDrops > 0 }, 3*time.Second, 10*time.Millisecond)
+			require.LessOrEqual(t, len(src.Packets()), 4)
+			require.Zero(t, src.Stats().QueueDrops)
+			closed := make(chan struct{})
+			go func() {
+				src.Close()
+				close(closed)
+			}()
+			select {
+			case <-closed:
+			case <-time.After(3 * time.Second):
+				t.Fatal("Close hung on a capture goroutine waiting for queue room")
+			}
+
+			src, err = openIn(t, ns, LiveOptions{Interfaces: []string{"lo"}, Filter: "tcp", Immediate: true, QueueBytes: 40, Engine: engine})
+			require.NoError(t, err)
+			src.Start(context.Background())
+			get(t, ns, "http://"+addr+"/big")
+			require.Eventually(t, func() bool { return src.Stats().QueueDrops > 0 }, 2*time.Second, 10*time.Millisecond)
+		})
 	}
 }
 
 // TestLiveNext reads through the Source interface.
 func TestLiveNext(t *testing.T) {
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) { testLiveNext(t, engine) })
+	}
+}
+
+func testLiveNext(t *testing.T, engine string) {
 	ns := netns.New(t, "otn")
 	addr := serveIn(t, ns)
-	src, err := openIn(t, ns, LiveOptions{Interfaces: []string{"lo", "lo"}, Filter: "tcp", Immediate: true})
+	src, err := openIn(t, ns, LiveOptions{Interfaces: []string{"lo", "lo"}, Filter: "tcp", Immediate: true, Engine: engine})
 	require.NoError(t, err)
 	require.Len(t, src.Interfaces(), 1, "a repeated interface is opened once")
 	var s Source = src
@@ -147,27 +180,41 @@ func TestLiveNext(t *testing.T) {
 }
 
 func TestLiveOpenErrors(t *testing.T) {
-	ns := netns.New(t, "ote")
-	_, err := openIn(t, ns, LiveOptions{Interfaces: []string{"nosuch0"}, Immediate: true})
-	require.ErrorIs(t, err, ErrNoSuchInterface)
-	require.Contains(t, err.Error(), "nosuch0")
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) {
+			ns := netns.New(t, "ote")
+			_, err := openIn(t, ns, LiveOptions{Interfaces: []string{"nosuch0"}, Immediate: true, Engine: engine})
+			require.ErrorIs(t, err, ErrNoSuchInterface)
+			require.Contains(t, err.Error(), "nosuch0")
 
-	_, err = openIn(t, ns, LiveOptions{Interfaces: []string{"lo"}, Filter: "tcp port 99999", Immediate: true})
-	require.ErrorIs(t, err, ErrBadFilter)
-	require.Contains(t, err.Error(), "99999")
+			_, err = openIn(t, ns, LiveOptions{Interfaces: []string{"lo"}, Filter: "tcp port 99999", Immediate: true, Engine: engine})
+			require.ErrorIs(t, err, ErrBadFilter)
+			require.Contains(t, err.Error(), "99999")
 
-	// A veth pair is created down.
-	ns.MustIP(t, "link", "add", "vdown", "type", "veth", "peer", "name", "vdown2")
-	_, err = openIn(t, ns, LiveOptions{Interfaces: []string{"vdown"}, Immediate: true})
-	require.ErrorIs(t, err, ErrInterfaceDown)
+			// A veth pair is created down.
+			ns.MustIP(t, "link", "add", "vdown", "type", "veth", "peer", "name", "vdown2")
+			_, err = openIn(t, ns, LiveOptions{Interfaces: []string{"vdown"}, Immediate: true, Engine: engine})
+			require.ErrorIs(t, err, ErrInterfaceDown)
+		})
+	}
+	_, err := OpenLive(LiveOptions{Interfaces: []string{"lo"}, Engine: "dpdk"})
+	require.ErrorContains(t, err, `unknown capture engine "dpdk"`)
+	_, err = OpenLive(LiveOptions{Interfaces: []string{"lo"}, Fanout: 2})
+	require.ErrorContains(t, err, "fanout needs the afpacket engine")
 }
 
 // TestLiveInterfaceRemoved deletes the captured interface: capture stops with
 // ErrInterfaceDown and what was queued stays readable.
 func TestLiveInterfaceRemoved(t *testing.T) {
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) { testLiveInterfaceRemoved(t, engine) })
+	}
+}
+
+func testLiveInterfaceRemoved(t *testing.T, engine string) {
 	a, b := netns.New(t, "ota"), netns.New(t, "otb")
 	netns.Veth(t, a, "va", b, "vb")
-	src, err := openIn(t, a, LiveOptions{Interfaces: []string{"va"}, Immediate: true})
+	src, err := openIn(t, a, LiveOptions{Interfaces: []string{"va"}, Immediate: true, Engine: engine})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -187,4 +234,51 @@ func TestLiveInterfaceRemoved(t *testing.T) {
 	}
 	require.True(t, errors.Is(src.Err(), ErrInterfaceDown), "err = %v", src.Err())
 	t.Log(src.Err())
+}
+
+// TestLiveAFPacketFanout spreads loopback traffic over four AF_PACKET sockets:
+// every request is seen exactly once, and each connection's packets all come
+// from one socket (so stay in order).
+func TestLiveAFPacketFanout(t *testing.T) {
+	ns := netns.New(t, "otf")
+	addr := serveIn(t, ns)
+	_, port, _ := net.SplitHostPort(addr)
+	src, err := openIn(t, ns, LiveOptions{Interfaces: []string{"lo"}, Filter: "tcp port " + port, Immediate: true, Engine: EngineAFPacket, Fanout: 4})
+	require.NoError(t, err)
+	require.Len(t, src.Interfaces(), 1, "the fanout sockets are one interface")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src.Start(ctx)
+	const n = 40
+	for i := range n {
+		get(t, ns, fmt.Sprintf("http://%s/fan/%d", addr, i))
+	}
+	seen := map[string]int{}
+	deadline := time.After(3 * time.Second)
+	for len(seen) < n {
+		select {
+		case p := <-src.Packets():
+			if seg, ok := src.Decode(p); ok {
+				if pl := string(seg.TCP.Payload); strings.HasPrefix(pl, "GET /fan/") {
+					seen[strings.Fields(pl)[1]]++
+				}
+			}
+			src.Release(p)
+		case <-deadline:
+			t.Fatalf("saw %d of %d requests", len(seen), n)
+		}
+	}
+	cancel()
+	for p := range src.Packets() {
+		if seg, ok := src.Decode(p); ok {
+			if pl := string(seg.TCP.Payload); strings.HasPrefix(pl, "GET /fan/") {
+				seen[strings.Fields(pl)[1]]++
+			}
+		}
+		src.Release(p)
+	}
+	for path, k := range seen {
+		require.Equal(t, 1, k, path)
+	}
+	require.NoError(t, src.Err())
 }

@@ -44,7 +44,7 @@ type Stats struct {
 	FragmentDrops uint64 // fragments that could not be rebuilt
 	KernelDrops   uint64 // live: dropped by the kernel (pcap stats)
 	IfaceDrops    uint64 // live: dropped by the interface (pcap stats)
-	QueueDrops    uint64 // live: dropped because processing fell behind
+	QueueDrops    uint64 // live: dropped because the packets waiting for processing passed their byte cap
 	// UnsupportedLinkType counts packets skipped because their interface has a
 	// link type the decoder does not read (pcapng files with several interfaces).
 	UnsupportedLinkType uint64

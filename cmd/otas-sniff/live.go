@@ -28,6 +28,8 @@ type liveFlags struct {
 	bufferMB      int
 	promisc       bool
 	immediate     bool
+	engine        string
+	fanout        int
 	queuePackets  int
 	statsInterval time.Duration
 	duration      time.Duration
@@ -48,6 +50,8 @@ func (l *liveFlags) register(cmd *cobra.Command) {
 	f.IntVar(&l.bufferMB, "buffer-mb", capture.DefaultBufferSize>>20, "kernel capture buffer per interface, in MiB")
 	f.BoolVar(&l.promisc, "promisc", true, "promiscuous mode: also see traffic not addressed to this host (mirror ports); ignored for any")
 	f.BoolVar(&l.immediate, "immediate", true, "deliver each packet at once; =false lets libpcap batch, which on some kernels holds packets back indefinitely")
+	f.StringVar(&l.engine, "engine", capture.EngineLibpcap, "capture engine: libpcap, or afpacket (Linux TPACKET_V3 ring: packets packed by size, so the same --buffer-mb holds many more; raw IP, no link headers)")
+	f.IntVar(&l.fanout, "fanout", 1, "with --engine afpacket: sockets per interface, each read by its own goroutine, sharing packets by flow hash")
 	f.IntVar(&l.queuePackets, "queue", capture.DefaultQueuePackets, "packets held between capture and processing; beyond it packets are dropped and counted")
 	f.DurationVar(&l.statsInterval, "stats-interval", 10*time.Second, "print a status line on stderr this often (0 = never)")
 	f.DurationVar(&l.duration, "duration", 0, "stop after this long, e.g. 30s (0 = until SIGINT/SIGTERM)")
@@ -81,6 +85,12 @@ func (l *liveFlags) liveOptions(ports string) (capture.LiveOptions, error) {
 		return opts, usageErrorf("--stats-interval and --duration cannot be negative")
 	case l.count < 0:
 		return opts, usageErrorf("--count cannot be negative, not %d", l.count)
+	case l.engine != capture.EngineLibpcap && l.engine != capture.EngineAFPacket:
+		return opts, usageErrorf("--engine must be %s or %s, not %q", capture.EngineLibpcap, capture.EngineAFPacket, l.engine)
+	case l.fanout < 1 || l.fanout > 64:
+		return opts, usageErrorf("--fanout must be from 1 to 64, not %d", l.fanout)
+	case l.fanout > 1 && l.engine != capture.EngineAFPacket:
+		return opts, usageErrorf("--fanout needs --engine %s", capture.EngineAFPacket)
 	}
 	filter := strings.TrimSpace(l.filter)
 	if ports != "" {
@@ -102,6 +112,8 @@ func (l *liveFlags) liveOptions(ports string) (capture.LiveOptions, error) {
 	opts.BufferSize = l.bufferMB << 20
 	opts.Promisc = l.promisc
 	opts.Immediate = l.immediate
+	opts.Engine = l.engine
+	opts.Fanout = l.fanout
 	opts.QueuePackets = l.queuePackets
 	return opts, nil
 }
@@ -185,7 +197,7 @@ func runLive(cmd *cobra.Command, flags *liveFlags) error {
 		defer stop()
 	}
 	p.limit, p.onLimit = uint64(flags.count), stop
-	log.Info("capturing", "interfaces", strings.Join(opts.Interfaces, ","), "filter", opts.Filter, "immediate", opts.Immediate)
+	log.Info("capturing", "interfaces", strings.Join(opts.Interfaces, ","), "filter", opts.Filter, "engine", opts.Engine, "fanout", opts.Fanout, "immediate", opts.Immediate)
 
 	src.Start(runCtx)
 	writeErr := p.live(src, pw, stop, flags.statsInterval, stderr, obs)

@@ -409,6 +409,48 @@ func TestLiveAnyIPv6(t *testing.T) {
 	}
 }
 
+// TestLiveAFPacket runs the AF_PACKET engine with two fanout sockets: on a
+// veth over IPv4 (with -w, whose raw-IP capture replays to the same
+// exchanges), and on -i any over IPv6 with loopback traffic, which AF_PACKET
+// sees twice unless the duplicate is filtered.
+func TestLiveAFPacket(t *testing.T) {
+	needLive(t)
+	p := netns.NewPair(t)
+	testServer(t, p.Server, ":8000")
+	p.Client.WaitReachable(t, p.ServerV4.String()+":8000")
+	engine := []string{"--engine", "afpacket", "--fanout", "2"}
+
+	pcapFile := filepath.Join(t.TempDir(), "debug.pcap")
+	s := startSniffer(t, p.Server, append(engine, "-i", p.ServerDev, "-p", "8000", "-w", pcapFile)...)
+	c := newClient(p.Client)
+	var calls []call
+	for i := range 30 {
+		calls = append(calls, c.do(context.Background(), "POST", fmt.Sprintf("http://%s:8000/af/%d?size=%d", p.ServerV4, i, i*2531), i*1013))
+	}
+	calls = append(calls, curlCalls(t, p.Client, fmt.Sprintf("http://%s:8000/af/curl?size=200000", p.ServerV4))...)
+	settle()
+	s.stop(t)
+	matchCalls(t, s.events(t), calls, latencyTol)
+	require.Contains(t, s.stderr.String(), "engine=afpacket")
+	r := runCmd(t, "", "replay", pcapFile, "-o", "jsonl:-")
+	require.Equal(t, 0, r.code, r.stderr)
+	matchCalls(t, events(t, r.stdout), calls, latencyTol)
+
+	addr := "[" + p.ServerV6.String() + "]:8000"
+	s = startSniffer(t, p.Server, append(engine, "-i", "any", "-p", "8000")...)
+	calls = nil
+	for i := range 10 {
+		calls = append(calls, c.do(context.Background(), "GET", fmt.Sprintf("http://%s/af6/%d?size=%d", addr, i, i*3000), 0))
+	}
+	local := newClient(p.Server)
+	for i := range 5 {
+		calls = append(calls, local.do(context.Background(), "GET", fmt.Sprintf("http://[::1]:8000/aflo/%d?size=10", i), 0))
+	}
+	settle()
+	s.stop(t)
+	matchCalls(t, s.events(t), calls, latencyTol)
+}
+
 // TestLivePorts: a list and a range given with -p are captured; other ports
 // are not.
 func TestLivePorts(t *testing.T) {
@@ -646,6 +688,19 @@ func TestLiveBadInput(t *testing.T) {
 	code, msg = run("-p", "8000")
 	assert.Equal(t, exitUsage, code, msg)
 	assert.Contains(t, msg, "-i")
+
+	for args, want := range map[string]string{
+		"--engine dpdk":                "--engine must be libpcap or afpacket",
+		"--fanout 2":                   "--fanout needs --engine afpacket",
+		"--engine afpacket --fanout 0": "--fanout must be from 1 to 64",
+	} {
+		code, msg = run(append([]string{"-i", "lo"}, strings.Fields(args)...)...)
+		assert.Equal(t, exitUsage, code, "%s: %s", args, msg)
+		assert.Contains(t, msg, want, args)
+	}
+	code, msg = run("-i", "nosuch0", "--engine", "afpacket")
+	assert.Equal(t, exitInterface, code, msg)
+	assert.Contains(t, msg, "nosuch0")
 
 	// No privileges: the binary run as nobody.
 	var stderr bytes.Buffer
