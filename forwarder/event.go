@@ -43,6 +43,33 @@ type Event struct {
 	// SessionToken is the agent session token taken from the request. It is a
 	// credential: never serialised, only sent as the upload header.
 	SessionToken string `json:"-"`
+
+	// requestBodyJSON and responseBodyJSON are the bodies already escaped as
+	// JSON strings (without HTML escaping), made by Build on a worker so that
+	// the sinks' one goroutine only copies them.
+	requestBodyJSON, responseBodyJSON encodedString
+}
+
+// encodedString is a string's JSON encoding, valid while the string is still
+// src (a changed field is encoded afresh).
+type encodedString struct {
+	src  string
+	json []byte
+}
+
+func encodeString(s string) encodedString {
+	if s == "" {
+		return encodedString{}
+	}
+	return encodedString{src: s, json: appendStringJSON(make([]byte, 0, len(s)+len(s)/4+2), s, false)}
+}
+
+// appendStringJSONCached appends s as a JSON string, from c when it holds s.
+func appendStringJSONCached(b []byte, s string, html bool, c encodedString) []byte {
+	if !html && c.json != nil && c.src == s {
+		return append(b, c.json...)
+	}
+	return appendStringJSON(b, s, html)
 }
 
 // Metadata is what the sniffer knows that the middleware never did.

@@ -61,18 +61,21 @@ func (ev *Event) appendFast(b []byte, html bool) ([]byte, error) {
 	b = strconv.AppendInt(b, ev.RequestSizeBytes, 10)
 	b = append(b, `,"response_size_bytes":`...)
 	b = strconv.AppendInt(b, ev.ResponseSizeBytes, 10)
-	for _, f := range [...]struct{ key, val string }{
-		{`,"request_headers":`, ev.RequestHeaders},
-		{`,"request_body":`, ev.RequestBody},
-		{`,"query_params":`, ev.QueryParams},
-		{`,"post_data":`, ev.PostData},
-		{`,"response_headers":`, ev.ResponseHeaders},
-		{`,"response_body":`, ev.ResponseBody},
-		{`,"request_content_type":`, ev.RequestContentType},
-		{`,"response_content_type":`, ev.ResponseContentType},
+	for _, f := range [...]struct {
+		key, val string
+		cache    encodedString
+	}{
+		{`,"request_headers":`, ev.RequestHeaders, encodedString{}},
+		{`,"request_body":`, ev.RequestBody, ev.requestBodyJSON},
+		{`,"query_params":`, ev.QueryParams, encodedString{}},
+		{`,"post_data":`, ev.PostData, encodedString{}},
+		{`,"response_headers":`, ev.ResponseHeaders, encodedString{}},
+		{`,"response_body":`, ev.ResponseBody, ev.responseBodyJSON},
+		{`,"request_content_type":`, ev.RequestContentType, encodedString{}},
+		{`,"response_content_type":`, ev.ResponseContentType, encodedString{}},
 	} {
 		b = append(b, f.key...)
-		b = appendStringJSON(b, f.val, html)
+		b = appendStringJSONCached(b, f.val, html, f.cache)
 	}
 	if ev.CustomProperties == nil {
 		b = append(b, `,"custom_properties":null`...)

@@ -154,3 +154,24 @@ func BenchmarkAppendStringJSON(b *testing.B) {
 		buf = appendStringJSON(buf[:0], body, true)
 	}
 }
+
+// The bodies escaped by Build are what AppendJSON writes, and a body changed
+// after Build (a Prepare or Enrich hook) is encoded afresh, never the stale copy.
+func TestBuildEscapesBodiesOnce(t *testing.T) {
+	req := &httpparse.Message{Method: "POST", Target: "/x", Header: httpparse.Header{{Name: "Content-Type", Value: "application/json"}},
+		Body: []byte(`{"a":"<b>\"q\"</b>","n":1}`)}
+	resp := &httpparse.Message{StatusCode: 200, Header: httpparse.Header{{Name: "Content-Type", Value: "text/plain"}}, Body: []byte("line\n\u2028é")}
+	ev := New(Options{}).Build(&httpparse.Exchange{Request: req, Response: resp})
+	require.NotNil(t, ev.requestBodyJSON.json)
+	require.NotNil(t, ev.responseBodyJSON.json)
+	for _, html := range []bool{false, true} {
+		got, err := ev.AppendJSON(nil, html)
+		require.NoError(t, err)
+		assert.Equal(t, encodingJSON(t, ev, html), string(got), "html %v", html)
+	}
+	ev.RequestBody = `{"changed":true}`
+	got, err := ev.AppendJSON(nil, false)
+	require.NoError(t, err)
+	assert.Contains(t, string(got), `"request_body":"{\"changed\":true}"`)
+	assert.Equal(t, encodingJSON(t, ev, false), string(got))
+}

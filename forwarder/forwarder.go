@@ -74,6 +74,10 @@ func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	if f.opts.Prepare != nil {
 		f.opts.Prepare(ev)
 	}
+	// Escaping the bodies is most of encoding an event: done here, it runs on
+	// the parallel workers rather than the one goroutine that writes the sinks.
+	ev.requestBodyJSON = encodeString(ev.RequestBody)
+	ev.responseBodyJSON = encodeString(ev.ResponseBody)
 	return ev
 }
 
