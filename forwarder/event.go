@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/google/uuid"
 
@@ -201,11 +202,21 @@ func isForm(contentType string) bool {
 // sequence, and whether it was cut.
 func cut(body []byte, limit int) (string, bool) {
 	if limit <= 0 || len(body) <= limit {
-		return string(body), false
+		return sharedString(body), false
 	}
 	n := limit
 	for n > 0 && n > limit-utf8.UTFMax && !utf8.RuneStart(body[n]) {
 		n--
 	}
-	return string(body[:n]), true
+	return sharedString(body[:n]), true
+}
+
+// sharedString views a body as a string without copying it: a body is handed
+// over by the parser (each message has its own buffer) and redaction never
+// writes into one, so nothing changes it once the event holds it.
+func sharedString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }

@@ -64,7 +64,8 @@ func (f *Forwarder) Event(ex *httpparse.Exchange) *Event {
 	return ev
 }
 
-// Build redacts ex (in place) and builds its event, without Enrich. It is safe
+// Build redacts ex (in place) and builds its event, without Enrich; the event
+// shares the memory of ex's bodies, which must not be written to after. It is safe
 // to call from several goroutines at once: the costly half of Handle, so
 // parallel workers can run it and leave Deliver to one goroutine.
 func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
