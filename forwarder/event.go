@@ -62,7 +62,8 @@ func encodeString(s string) encodedString {
 	if s == "" {
 		return encodedString{}
 	}
-	return encodedString{src: s, json: appendStringJSON(make([]byte, 0, len(s)+len(s)/4+2), s, false)}
+	// Dense JSON grows by a quarter when escaped; the rest is the room the last chunk reserves.
+	return encodedString{src: s, json: appendStringJSON(make([]byte, 0, len(s)+len(s)/3+130), s, false)}
 }
 
 // appendStringJSONCached appends s as a JSON string, from c when it holds s.

@@ -236,7 +236,7 @@ func appendStringJSON(b []byte, s string, html bool) []byte {
 	}
 	// Room is reserved a chunk at a time, so a long string that needs little
 	// escaping does not leave the buffer twice its size.
-	const chunk = 512
+	const chunk = 64
 	b = slices.Grow(b, min(len(s), chunk)*2+2)
 	out := b[:cap(b)]
 	j := len(b)

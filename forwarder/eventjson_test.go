@@ -114,7 +114,7 @@ func TestAppendStringJSONMatchesEncodingJSON(t *testing.T) {
 	// across chunk ends is exercised.
 	alphabet := []string{"a", "\"", "\\", "\n", "\x01", "\x7f", "<", "&", "é", "\u2028", "\u2029", "\xff", "\xe2\x80", "𝄞"}
 	rng := rand.New(rand.NewPCG(1, 2))
-	lengths := []int{200, 300, 400, 1100} // pieces, not bytes: past the 512-byte chunks
+	lengths := []int{200, 300, 400, 1100} // pieces, not bytes: across many 64-byte chunks
 	for n := range 64 {
 		lengths = append(lengths, n)
 	}
