@@ -3,6 +3,7 @@
 package forwarder
 
 import (
+	"crypto/rand"
 	"mime"
 	"net/url"
 	"strings"
@@ -125,7 +126,7 @@ func newEvent(ex *httpparse.Exchange, sessionToken string, bodyLimit int) *Event
 	}
 
 	md := &ev.Metadata
-	md.EventID = uuid.NewString()
+	md.EventID = newEventID()
 	md.RequestTime = req.Start.UTC()
 	md.RequestEndTime = req.End.UTC()
 	md.Client = ex.Client.String()
@@ -220,4 +221,14 @@ func sharedString(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
+}
+
+// newEventID returns a random (version 4) UUID, as uuid.NewString does but
+// with one allocation instead of two: one per event adds up.
+func newEventID() string {
+	var u uuid.UUID
+	_, _ = rand.Read(u[:])  // crypto/rand.Read never fails (Go 1.24+)
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	return u.String()
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -186,5 +187,18 @@ func TestParseSinkSpec(t *testing.T) {
 		}
 		require.NoError(t, err, tt.in)
 		assert.Equal(t, SinkSpec{Kind: tt.kind, Arg: tt.arg}, spec)
+	}
+}
+
+func TestNewEventID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newEventID()
+		u, err := uuid.Parse(id)
+		require.NoError(t, err, id)
+		assert.Equal(t, uuid.Version(4), u.Version(), id)
+		assert.Equal(t, uuid.RFC4122, u.Variant(), id)
+		assert.False(t, seen[id], "repeated %s", id)
+		seen[id] = true
 	}
 }
