@@ -528,14 +528,16 @@ func (r *Redactor) mayChangeJSON(body []byte) bool {
 	if !r.quickOK {
 		return true
 	}
-	// The last byte that ended a run of card-number bytes, kept without a
-	// branch; 13 such bytes in a row (separators too) is a candidate.
-	lastBreak := -1
+	// runStart is one past the last byte that ended a run of card-number
+	// bytes, kept without a branch (a byte that does not end a run yields 0,
+	// which max ignores); 13 such bytes in a row (separators too) is a
+	// candidate.
+	runStart := 0
 	pairs := r.quickPairs
 	for i := 0; i+1 < len(body); i++ {
 		c, next := body[i], body[i+1]
-		lastBreak = max(lastBreak, i&runBreak[c])
-		if i-lastBreak >= 13 || pairs[c][next>>6]&(1<<(next&63)) != 0 && r.quickHit(body, i) {
+		runStart = max(runStart, (i+1)&runBreak[c])
+		if i+1-runStart >= 13 || pairs[c][next>>6]&(1<<(next&63)) != 0 && r.quickHit(body, i) {
 			return true
 		}
 	}
@@ -544,7 +546,7 @@ func (r *Redactor) mayChangeJSON(body []byte) bool {
 		case '\\', 0xC4, 0xE2:
 			return true
 		}
-		return n-1-max(lastBreak, (n-1)&runBreak[body[n-1]]) >= 13
+		return n-max(runStart, n&runBreak[body[n-1]]) >= 13
 	}
 	return false
 }

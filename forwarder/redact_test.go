@@ -283,6 +283,12 @@ func TestQuickChecksAreSound(t *testing.T) {
 	for _, v := range []string{"Bearer abcdefgh", "x eyJa.b.c", testCard, "4111 1111-1111 1111"} {
 		assert.True(t, r.mayMatch([]byte(v)), v)
 	}
+	// Card-length digit runs at each end of a body, exactly 13 long (found by
+	// FuzzQuickChecks: a run starting at the first byte was counted one short).
+	for _, v := range []string{"2000000000800", "[2000000000800]", "[1,2000000000800", "2000000000800 ", "x:4000000000006"} {
+		assert.True(t, r.mayChangeJSON([]byte(v)), v)
+	}
+	assert.False(t, r.mayChangeJSON([]byte("200000000080")), "12 digits are no card")
 	user := NewRedactor(RedactorOptions{Patterns: []*regexp.Regexp{regexp.MustCompile(`item`)}})
 	assert.True(t, user.mayChangeJSON([]byte(`{"a":"item"}`)), "user patterns always take the full scan")
 }
