@@ -176,7 +176,9 @@ func truncateForError(b []byte) []byte {
 func parseFields(b []byte, maxFields int, m *Message, t headText) (Header, error) {
 	var h Header
 	if n := bytes.Count(b, []byte{'\n'}); n > 0 {
-		h = make(Header, 0, min(n, maxFields))
+		// b ends with the empty line, which is not a field: the slice is exact
+		// for the usual block without folded lines.
+		h = make(Header, 0, min(n-1, maxFields))
 	}
 	for len(b) > 0 {
 		line, rest, bare := nextLine(b)

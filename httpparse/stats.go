@@ -18,7 +18,20 @@ type Stats struct {
 	UnmatchedResponses uint64
 	// ParseErrors counts messages dropped because their framing was invalid.
 	ParseErrors uint64
-	// SkippedBytes counts bytes skipped while looking for the next message start.
+	// SkippedBytes counts bytes passed over without being parsed as part of a
+	// message, the same however TCP cut the stream:
+	//   - bytes scanned for a message start that holds none (garbage, a stream
+	//     captured mid-message, what follows a gap or an invalid message), counted
+	//     when the next start is found or when a gap, a protocol switch or the
+	//     end of the connection ends the scan;
+	//   - a partial head or line cut by a gap;
+	//   - the first MaxHeaderBytes bytes of a header block or trailer section
+	//     that does not end within them, and the first 4 KiB + 1 bytes of a
+	//     chunk-size line longer than 4 KiB: they are dropped unread, and the
+	//     bytes after them are scanned as above.
+	// A head that never ends thus counts all of its bytes up to the gap or the
+	// end of the connection, unless a message start turns up in it after its
+	// first MaxHeaderBytes bytes.
 	SkippedBytes uint64
 	// OversizedHeaders counts messages skipped because their header block was
 	// larger than Options.MaxHeaderBytes or had more than Options.MaxHeaders fields.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/otas/otas-sniff/reassembly"
@@ -56,6 +57,9 @@ type StreamFactory struct {
 	emit     func(*Exchange)
 	stats    counters
 	decoders decoders
+	// works recycles the mid-message state of directions (see work): most
+	// directions need it only for the length of a Data call.
+	works sync.Pool // of *work
 }
 
 var _ reassembly.StreamFactory = (*StreamFactory)(nil)
@@ -72,7 +76,7 @@ func (f *StreamFactory) Stats() Stats { return f.stats.Snapshot() }
 // NewStream implements reassembly.StreamFactory.
 func (f *StreamFactory) NewStream(c reassembly.Conn) reassembly.Stream {
 	f.stats.streams.Add(1)
-	s := &stream{f: f, conn: c}
+	s := &stream{f: f, initiator: c.Initiator, responder: c.Responder, source: c.Source}
 	for i := range s.dirs {
 		s.dirs[i] = direction{s: s, side: reassembly.Side(i)}
 	}
@@ -88,12 +92,41 @@ const (
 	roleServer
 )
 
-// pendingExchange is a request waiting for its final response or completion.
+// getWork returns cleared work state, recycled when one is free.
+func (f *StreamFactory) getWork() *work {
+	if w, ok := f.works.Get().(*work); ok {
+		return w
+	}
+	return new(work)
+}
+
+// maxPooledBuf bounds the buffer a recycled work keeps: a rare huge head must
+// not pin its memory in the pool.
+const maxPooledBuf = 4 << 10
+
+// putWork clears w, keeping its buffers' arrays when small, and recycles it.
+func (f *StreamFactory) putWork(w *work) {
+	buf, marks := w.buf[:0], w.marks[:0]
+	if cap(buf) > maxPooledBuf {
+		buf = nil
+	}
+	if cap(marks) > 16 {
+		marks = nil
+	}
+	*w = work{buf: buf, marks: marks}
+	f.works.Put(w)
+}
+
+// pendingExchange is a request waiting for its final response or completion:
+// the fields of its Exchange known so far, which is built when it is handed on
+// (a waiting request then costs no more than it needs).
 type pendingExchange struct {
-	ex *Exchange
-	// exchange is where ex points: one allocation for both.
-	exchange Exchange
-	reqDone  bool
+	req, resp *Message
+	interim   []*Message
+	err       string
+	index     int
+	upgraded  bool
+	reqDone   bool
 	// answered: a final response is attached, or it is known none will come.
 	answered bool
 	respDone bool
@@ -101,10 +134,12 @@ type pendingExchange struct {
 
 // stream parses one connection: two directions plus the pairing between them.
 type stream struct {
-	f       *StreamFactory
-	conn    reassembly.Conn
-	dirs    [2]direction
-	pending []*pendingExchange
+	f *StreamFactory
+	// initiator, responder and source are the connection's, for the exchanges.
+	initiator, responder netip.AddrPort
+	source               string
+	dirs                 [2]direction
+	pending              []*pendingExchange
 	// nextIndex is the position of the next request on the connection.
 	nextIndex int
 	// respGap: a gap in the response direction may have swallowed responses; the
@@ -127,6 +162,7 @@ func (s *stream) Data(c reassembly.Chunk) {
 	s.sawBytes = true
 	s.dirs[c.Side&1].feed(c.Bytes, c.Seen, c.Completed)
 	s.release()
+	s.settle()
 }
 
 // release feeds bytes held after an upgrade request once the answer says the
@@ -141,12 +177,26 @@ func (s *stream) release() {
 		if d.state != stHold {
 			continue
 		}
-		held := d.held
-		d.held = nil
+		w := d.w
+		held := w.held
+		w.held = nil
 		d.state = stStart
 		if len(held) > 0 {
-			d.start, d.haveStart = d.heldSeen, true
-			d.feed(held, d.heldSeen, d.heldCompleted)
+			w.start, w.haveStart = w.heldSeen, true
+			d.feed(held, w.heldSeen, w.heldCompleted)
+		}
+	}
+}
+
+// settle recycles the work state of each direction that waits at a message
+// boundary with nothing buffered (or parses nothing any more), so that an idle
+// connection holds no parsing state beyond its two directions.
+func (s *stream) settle() {
+	for i := range s.dirs {
+		d := &s.dirs[i]
+		if w := d.w; w != nil && (d.state == stDead || d.state == stStart && len(w.buf) == 0 && !w.haveStart) {
+			d.w = nil
+			s.f.putWork(w)
 		}
 	}
 }
@@ -160,6 +210,7 @@ func (s *stream) Gap(side reassembly.Side, n int, ts time.Time) {
 	}
 	s.dirs[side&1].gap(n)
 	s.release()
+	s.settle()
 }
 
 // End implements reassembly.Stream: the side's FIN ends a close-delimited body.
@@ -171,6 +222,7 @@ func (s *stream) End(side reassembly.Side, ts time.Time) {
 	if d.state == stBodyClose {
 		d.finishMessage()
 	}
+	s.settle()
 }
 
 // Close implements reassembly.Stream: it finishes a close-delimited response and
@@ -195,16 +247,17 @@ func (s *stream) Close(reason reassembly.CloseReason, ts time.Time) {
 			} else if d.msg != nil {
 				d.abandonAtClose(why)
 			}
+			d.dropScanned()
 		}
 	}
 	for _, pe := range s.pending {
 		pe.reqDone = true
 		if !pe.respDone {
 			pe.answered, pe.respDone = true, true
-			if pe.ex.Error == "" {
-				pe.ex.Error = why
+			if pe.err == "" {
+				pe.err = why
 			}
-			if pe.ex.Response == nil {
+			if pe.resp == nil {
 				s.f.stats.unmatchedRequests.Add(1)
 			}
 		}
@@ -213,14 +266,25 @@ func (s *stream) Close(reason reassembly.CloseReason, ts time.Time) {
 	if s.sawBytes && !s.sawHTTP && !s.stopped {
 		s.f.stats.notHTTP.Add(1)
 	}
+	// Nothing is parsed after Close.
+	for i := range s.dirs {
+		if w := s.dirs[i].w; w != nil {
+			s.dirs[i].w = nil
+			s.f.putWork(w)
+		}
+	}
 }
 
 // stop ends parsing of the whole connection (upgrade, TLS, HTTP/2).
 func (s *stream) stop() {
 	s.stopped = true
 	for i := range s.dirs {
-		s.dirs[i].state = stDead
-		s.dirs[i].buf, s.dirs[i].held = nil, nil
+		d := &s.dirs[i]
+		d.dropScanned()
+		d.state = stDead
+		if d.w != nil {
+			d.w.held = nil
+		}
 	}
 }
 
@@ -269,14 +333,14 @@ func (s *stream) matchResponse(start time.Time) *pendingExchange {
 		s.respGap = false
 		last := idx
 		for i := idx; i < len(s.pending); i++ {
-			if pe := s.pending[i]; !pe.answered && !pe.ex.Request.Start.After(start) {
+			if pe := s.pending[i]; !pe.answered && !pe.req.Start.After(start) {
 				last = i
 			}
 		}
 		for i := idx; i < last; i++ {
 			if pe := s.pending[i]; !pe.answered {
 				pe.answered, pe.respDone = true, true
-				pe.ex.Error = errResponseLostInGap
+				pe.err = errResponseLostInGap
 				s.f.stats.unmatchedRequests.Add(1)
 			}
 		}
@@ -284,7 +348,7 @@ func (s *stream) matchResponse(start time.Time) *pendingExchange {
 		defer s.emitReady()
 	}
 	pe := s.pending[idx]
-	if pe.ex.Request.Start.After(start) {
+	if pe.req.Start.After(start) {
 		return nil
 	}
 	return pe
@@ -300,13 +364,26 @@ func (s *stream) emitReady() {
 		}
 		s.pending[0] = nil
 		s.pending = s.pending[1:]
-		s.emit(pe.ex)
+		if len(s.pending) == 0 {
+			// Drop the array too: a long pipeline must not stay allocated.
+			s.pending = nil
+		}
+		s.emit(pe)
 	}
 }
 
-func (s *stream) emit(ex *Exchange) {
+// emit builds pe's Exchange and hands it on.
+func (s *stream) emit(pe *pendingExchange) {
+	ex := &Exchange{
+		Source:   s.source,
+		Index:    pe.index,
+		Request:  pe.req,
+		Response: pe.resp,
+		Interim:  pe.interim,
+		Error:    pe.err,
+		Upgraded: pe.upgraded,
+	}
 	ex.Client, ex.Server = s.endpoints()
-	ex.Source = s.conn.Source
 	s.f.stats.exchanges.Add(1)
 	s.f.emit(ex)
 }
@@ -314,9 +391,9 @@ func (s *stream) emit(ex *Exchange) {
 // endpoints maps the connection's sides to client and server by content.
 func (s *stream) endpoints() (client, server netip.AddrPort) {
 	if s.dirs[reassembly.Responder].role == roleClient || s.dirs[reassembly.Initiator].role == roleServer {
-		return s.conn.Responder, s.conn.Initiator
+		return s.responder, s.initiator
 	}
-	return s.conn.Initiator, s.conn.Responder
+	return s.initiator, s.responder
 }
 
 // removePending drops pe from the queue (its request was lost).
@@ -352,14 +429,32 @@ type timeMark struct {
 	seen time.Time
 }
 
-// direction parses the messages one side sends.
+// direction parses the messages one side sends. It is kept small, since every
+// connection has two for as long as it is open: what a direction needs only
+// inside a message or a scan is in w.
 type direction struct {
-	s     *stream
+	s *stream
+	// msg is the message in progress; pe its exchange (a request's own, or the
+	// one a response answers), nil for an unmatched response.
+	msg *Message
+	pe  *pendingExchange
+	// w is nil while the direction waits at a message boundary with nothing
+	// buffered; see work.
+	w     *work
 	side  reassembly.Side
 	role  role
 	state parseState
 	// begun: bytes or a gap were seen, so TLS/HTTP/2 are no longer looked for.
-	begun bool
+	begun   bool
+	interim bool
+	upgrade bool
+}
+
+// work is a direction's state inside a message, a partial head or line, a scan
+// for the next message start, or an upgrade hold. A direction gets it when bytes
+// or a gap arrive and gives it back (settle) once it is between messages again,
+// so a connection waiting for its next message holds none of it.
+type work struct {
 	// buf holds a partial header block, chunk-size line, trailer section or the
 	// window being scanned while resynchronising.
 	buf      []byte
@@ -368,21 +463,15 @@ type direction struct {
 	// minStart: no message starts before this resync buffer offset (the bytes
 	// there were already rejected as a start).
 	minStart int
-	// seen and completed are the times of the chunk being fed.
+	// seen and completed are the times of the chunk being fed; completed, of the
+	// last one fed, is also the end of a message cut by a FIN, a gap or the close.
 	seen, completed time.Time
 	// start is the capture time of the next message's first byte.
 	start     time.Time
 	haveStart bool
-
-	msg *Message
-	// pe is the exchange of the message in progress (a request's own, or the one
-	// a response answers); nil for an unmatched response.
-	pe        *pendingExchange
-	interim   bool
-	upgrade   bool
+	chunkCR   bool
 	body      bodySink
 	remaining int64
-	chunkCR   bool
 
 	held                    []byte
 	heldSeen, heldCompleted time.Time
@@ -390,8 +479,20 @@ type direction struct {
 
 func (d *direction) stats() *counters { return &d.s.f.stats }
 
+// work returns d's work state, getting one if d has none.
+func (d *direction) work() *work {
+	if d.w == nil {
+		d.w = d.s.f.getWork()
+	}
+	return d.w
+}
+
 func (d *direction) feed(data []byte, seen, completed time.Time) {
-	d.seen, d.completed = seen, completed
+	if d.state == stDead {
+		return
+	}
+	w := d.work()
+	w.seen, w.completed = seen, completed
 	for len(data) > 0 {
 		switch d.state {
 		case stDead:
@@ -401,29 +502,29 @@ func (d *direction) feed(data []byte, seen, completed time.Time) {
 		case stHead:
 			data = d.onHead(data)
 		case stBodyLength:
-			k := min(int64(len(data)), d.remaining)
-			d.body.write(data[:k])
-			d.remaining -= k
+			k := min(int64(len(data)), w.remaining)
+			w.body.write(data[:k])
+			w.remaining -= k
 			data = data[k:]
-			if d.remaining == 0 {
+			if w.remaining == 0 {
 				d.finishMessage()
 			}
 		case stChunkSize:
 			data = d.onChunkSize(data)
 		case stChunkData:
-			k := min(int64(len(data)), d.remaining)
-			d.body.write(data[:k])
-			d.remaining -= k
+			k := min(int64(len(data)), w.remaining)
+			w.body.write(data[:k])
+			w.remaining -= k
 			data = data[k:]
-			if d.remaining == 0 {
-				d.state, d.chunkCR = stChunkEnd, false
+			if w.remaining == 0 {
+				d.state, w.chunkCR = stChunkEnd, false
 			}
 		case stChunkEnd:
 			data = d.onChunkEnd(data)
 		case stTrailers:
 			data = d.onTrailers(data)
 		case stBodyClose:
-			d.body.write(data)
+			w.body.write(data)
 			data = nil
 		case stResync:
 			data = d.onResync(data)
@@ -435,7 +536,8 @@ func (d *direction) feed(data []byte, seen, completed time.Time) {
 
 // onStart classifies the bytes at a message boundary.
 func (d *direction) onStart(data []byte) []byte {
-	if len(d.buf) == 0 {
+	w := d.w
+	if len(w.buf) == 0 {
 		// Empty lines before a message are tolerated (RFC 9112 section 2.2).
 		i := 0
 		for i < len(data) && (data[i] == '\r' || data[i] == '\n') {
@@ -445,17 +547,17 @@ func (d *direction) onStart(data []byte) []byte {
 		if len(data) == 0 {
 			return nil
 		}
-		if !d.haveStart {
-			d.start, d.haveStart = d.seen, true
+		if !w.haveStart {
+			w.start, w.haveStart = w.seen, true
 		}
 	} else {
 		// The joined bytes get their own array: the next state may reuse buf.
-		data = append(d.buf, data...)
-		d.buf = nil
+		data = append(w.buf, data...)
+		w.buf = nil
 	}
 	kind := classifyStart(data, !d.begun)
 	if kind == startNeedMore {
-		d.buf = append(d.buf, data...)
+		w.buf = append(w.buf, data...)
 		return nil
 	}
 	d.begun = true
@@ -483,72 +585,70 @@ func (d *direction) onStart(data []byte) []byte {
 	}
 	// Not a message start: scan for one, never at this very offset again.
 	d.enterResync()
-	d.minStart = 1
+	w.minStart = 1
 	return data
 }
 
-// onHead accumulates the start line and header block, then parses them.
+// onHead accumulates the start line and header block, then parses them. Only
+// the first MaxHeaderBytes bytes are searched for the block's end: a block that
+// does not end within them is oversized wherever TCP cut it.
 func (d *direction) onHead(data []byte) []byte {
+	w := d.w
 	limit := d.s.f.opts.MaxHeaderBytes
 	var block, rest []byte
-	if len(d.buf) == 0 {
-		end := endOfHead(data, 0)
+	if len(w.buf) == 0 {
+		end := endOfHead(data[:min(len(data), limit)], 0)
 		if end < 0 {
-			if len(data) > limit {
-				return d.oversized(data)
+			if len(data) >= limit {
+				return d.oversizedHead(data[limit:])
 			}
-			d.buf = append(d.buf, data...)
+			w.buf = append(w.buf, data...)
 			return nil
 		}
 		block, rest = data[:end], data[end:]
 	} else {
-		prev := len(d.buf)
-		d.buf = append(d.buf, data...)
-		end := endOfHead(d.buf, max(0, prev-3))
+		prev := len(w.buf)
+		w.buf = append(w.buf, data...)
+		end := endOfHead(w.buf[:min(len(w.buf), limit)], max(0, prev-3))
 		if end < 0 {
-			if len(d.buf) > limit {
-				return d.oversized(nil)
+			if len(w.buf) >= limit {
+				// prev < limit, so the bytes past the limit are all in data.
+				return d.oversizedHead(data[limit-prev:])
 			}
 			return nil
 		}
 		// buf now holds the block and everything after it.
-		block, rest, data = d.buf[:end], data[end-prev:], d.buf
-	}
-	if len(block) > limit {
-		whole := bytes.Clone(data)
-		d.buf = d.buf[:0]
-		return d.oversized(whole)
+		block, rest, data = w.buf[:end], data[end-prev:], w.buf
 	}
 	if !d.onHeadBlock(block) {
 		// Not a start line after all: rescan these bytes, past the first.
 		whole := bytes.Clone(data)
-		d.haveStart = false
+		w.haveStart = false
 		d.enterResync()
-		d.minStart = 1
+		w.minStart = 1
 		return whole
 	}
-	d.buf = d.buf[:0]
+	w.buf = w.buf[:0]
 	return rest
 }
 
-// oversized skips a message whose header block is over the limits: buffered
-// bytes are dropped, the rest is rescanned past the message's first byte.
-func (d *direction) oversized(rest []byte) []byte {
+// oversizedHead skips a message whose header block does not end within
+// MaxHeaderBytes: those bytes are dropped unread and counted as skipped, and
+// rest, the bytes after them, is scanned for the next message start like any
+// other. The same bytes are dropped however the head was segmented.
+func (d *direction) oversizedHead(rest []byte) []byte {
 	d.stats().oversizedHeaders.Add(1)
-	d.stats().skippedBytes.Add(uint64(len(d.buf)))
-	d.buf = d.buf[:0]
-	d.haveStart = false
+	d.stats().skippedBytes.Add(uint64(d.s.f.opts.MaxHeaderBytes))
+	d.w.haveStart = false
 	d.enterResync()
-	if len(rest) > 0 {
-		d.minStart = 1
-	}
 	return rest
 }
 
 // onHeadBlock parses a complete head; false means its first line is not a start
 // line at all.
 func (d *direction) onHeadBlock(block []byte) bool {
-	m := &Message{Start: d.start}
+	w := d.w
+	m := &Message{Start: w.start}
 	line, rest, _ := nextLine(block)
 	var err error
 	t := newHeadText(block)
@@ -567,7 +667,7 @@ func (d *direction) onHeadBlock(block []byte) bool {
 		} else {
 			d.stats().parseErrors.Add(1)
 		}
-		d.haveStart = false
+		w.haveStart = false
 		d.enterResync()
 		return true
 	}
@@ -589,14 +689,13 @@ func (d *direction) beginRequest(m *Message) {
 	framing, n, err := requestFraming(m)
 	if err != nil {
 		d.stats().parseErrors.Add(1)
-		d.msg, d.haveStart = nil, false
+		d.msg, d.w.haveStart = nil, false
 		d.enterResync()
 		return
 	}
 	s := d.s
 	s.sawHTTP = true
-	pe := &pendingExchange{exchange: Exchange{Index: s.nextIndex, Request: m}}
-	pe.ex = &pe.exchange
+	pe := &pendingExchange{index: s.nextIndex, req: m}
 	s.nextIndex++
 	s.pending = append(s.pending, pe)
 	d.pe = pe
@@ -621,18 +720,20 @@ func (d *direction) beginResponse(m *Message) {
 		d.stats().unmatchedResponses.Add(1)
 	} else {
 		pe.answered = true
-		pe.ex.Response = m
-		method = pe.ex.Request.Method
+		pe.resp = m
+		method = pe.req.Method
 	}
 	d.pe = pe
 	if code == 101 || method == "CONNECT" && code/100 == 2 {
-		m.End = d.completed
+		m.End = d.w.completed
 		d.stats().responses.Add(1)
 		d.stats().upgrades.Add(1)
 		if pe != nil {
-			pe.ex.Upgraded = true
+			pe.upgraded = true
 			pe.respDone, pe.reqDone = true, true
 		}
+		// The stream lives on as a tunnel: it keeps no message.
+		d.msg, d.pe = nil, nil
 		s.emitReady()
 		s.stop()
 		return
@@ -642,12 +743,12 @@ func (d *direction) beginResponse(m *Message) {
 	if err != nil {
 		d.stats().parseErrors.Add(1)
 		if pe != nil {
-			pe.ex.Response = nil
-			pe.ex.Error = fmt.Sprintf("%s: %v", errResponseInvalid, err)
+			pe.resp = nil
+			pe.err = fmt.Sprintf("%s: %v", errResponseInvalid, err)
 			pe.respDone = true
 			d.stats().unmatchedRequests.Add(1)
 		}
-		d.msg, d.pe, d.haveStart = nil, nil, false
+		d.msg, d.pe, d.w.haveStart = nil, nil, false
 		d.enterResync()
 		s.emitReady()
 		return
@@ -671,12 +772,13 @@ func hasToken(h Header, name, token string) bool {
 }
 
 func (d *direction) startBody(framing bodyFraming, n int64) {
-	d.body.reset(d.s.f.opts.MaxBodyBytes, d.msg, n)
+	w := d.w
+	w.body.reset(d.s.f.opts.MaxBodyBytes, d.msg, n)
 	switch framing {
 	case framingNone:
 		d.finishMessage()
 	case framingLength:
-		d.remaining = n
+		w.remaining = n
 		d.state = stBodyLength
 	case framingChunked:
 		d.msg.Chunked = true
@@ -688,10 +790,10 @@ func (d *direction) startBody(framing bodyFraming, n int64) {
 
 // finishMessage completes the message in progress and hands on what is ready.
 func (d *direction) finishMessage() {
-	m, pe := d.msg, d.pe
-	m.End = d.completed
-	d.body.finish(m, d.stats(), &d.s.f.decoders)
-	d.msg, d.pe, d.haveStart = nil, nil, false
+	m, pe, w := d.msg, d.pe, d.w
+	m.End = w.completed
+	w.body.finish(m, d.stats(), &d.s.f.decoders)
+	d.msg, d.pe, w.haveStart = nil, nil, false
 	d.state = stStart
 	if d.role == roleClient {
 		d.stats().requests.Add(1)
@@ -703,7 +805,7 @@ func (d *direction) finishMessage() {
 		d.stats().responses.Add(1)
 		if d.interim {
 			if pe != nil {
-				pe.ex.Interim = append(pe.ex.Interim, m)
+				pe.interim = append(pe.interim, m)
 			}
 		} else if pe != nil {
 			pe.respDone = true
@@ -715,11 +817,11 @@ func (d *direction) finishMessage() {
 
 // abandonAtClose hands on a message cut by the end of the connection.
 func (d *direction) abandonAtClose(why string) {
-	m, pe := d.msg, d.pe
-	m.End = d.completed
+	m, pe, w := d.msg, d.pe, d.w
+	m.End = w.completed
 	m.addAnomaly(anomalyIncomplete)
-	d.body.cut = true
-	d.body.finish(m, d.stats(), &d.s.f.decoders)
+	w.body.cut = true
+	w.body.finish(m, d.stats(), &d.s.f.decoders)
 	d.msg, d.pe = nil, nil
 	if pe == nil || d.interim {
 		return
@@ -732,66 +834,89 @@ func (d *direction) abandonAtClose(why string) {
 	if why == errNoResponse {
 		why = errResponseIncomplete
 	}
-	pe.ex.Error = why
+	pe.err = why
 }
 
 // dropMessage abandons the message in progress and resynchronises.
 func (d *direction) dropMessage(why string) {
+	w := d.w
 	if m, pe := d.msg, d.pe; m != nil && pe != nil && !d.interim {
 		if d.role == roleClient {
 			if pe.answered {
 				// Its response already arrived: hand on what was captured.
 				m.addAnomaly(anomalyIncomplete)
-				d.body.cut = true
-				d.body.finish(m, d.stats(), &d.s.f.decoders)
+				w.body.cut = true
+				w.body.finish(m, d.stats(), &d.s.f.decoders)
 				pe.reqDone = true
 			} else {
 				// Keep its place in the pipeline: the server answers it (often
 				// with a 400), and that answer must not go to the next request.
 				m.addAnomaly(anomalyInvalidFraming)
-				d.body.cut = true
-				d.body.finish(m, d.stats(), &d.s.f.decoders)
+				w.body.cut = true
+				w.body.finish(m, d.stats(), &d.s.f.decoders)
 				pe.reqDone = true
-				pe.ex.Error = errRequestInvalid + strings.TrimPrefix(why, errResponseInvalid)
+				pe.err = errRequestInvalid + strings.TrimPrefix(why, errResponseInvalid)
 			}
 		} else {
-			pe.ex.Response = nil
-			pe.ex.Error = why
+			pe.resp = nil
+			pe.err = why
 			pe.respDone = true
 			d.stats().unmatchedRequests.Add(1)
 		}
 	}
-	d.msg, d.pe, d.haveStart = nil, nil, false
+	d.msg, d.pe, w.haveStart = nil, nil, false
 	d.interim, d.upgrade = false, false
 	d.enterResync()
 	d.s.emitReady()
 }
 
 func (d *direction) enterResync() {
+	w := d.work()
 	d.state = stResync
-	d.buf = d.buf[:0]
-	d.marks = d.marks[:0]
-	d.scanFrom, d.minStart = 0, 0
+	w.buf = w.buf[:0]
+	w.marks = w.marks[:0]
+	w.scanFrom, w.minStart = 0, 0
 }
 
+// dropScanned counts the bytes being scanned for a message start as skipped and
+// forgets them: a gap, a protocol switch or the end of the connection means no
+// message starts in them. Counting them then, and not only as the scan window
+// slides, keeps SkippedBytes independent of how TCP cut the stream.
+func (d *direction) dropScanned() {
+	if d.state != stResync {
+		return
+	}
+	w := d.w
+	d.stats().skippedBytes.Add(uint64(len(w.buf)))
+	w.buf, w.marks = w.buf[:0], w.marks[:0]
+	w.scanFrom, w.minStart = 0, 0
+}
+
+// onChunkSize reads a chunk-size line. A line longer than maxChunkLine is
+// invalid wherever TCP cut it: its first maxChunkLine+1 bytes are dropped and
+// counted as skipped, and the bytes after them are scanned for a message start.
 func (d *direction) onChunkSize(data []byte) []byte {
+	w := d.w
 	i := bytes.IndexByte(data, '\n')
-	if i < 0 {
-		d.buf = append(d.buf, data...)
-		if len(d.buf) > maxChunkLine {
-			d.stats().parseErrors.Add(1)
-			d.dropMessage(errResponseInvalid + ": chunk-size line too long")
+	if i < 0 || len(w.buf)+i > maxChunkLine {
+		if i < 0 && len(w.buf)+len(data) <= maxChunkLine {
+			w.buf = append(w.buf, data...)
+			return nil
 		}
-		return nil
+		over := maxChunkLine + 1 - len(w.buf)
+		d.stats().parseErrors.Add(1)
+		d.stats().skippedBytes.Add(maxChunkLine + 1)
+		d.dropMessage(errResponseInvalid + ": chunk-size line too long")
+		return data[over:]
 	}
 	line := data[:i]
-	if len(d.buf) > 0 {
-		d.buf = append(d.buf, line...)
-		line = d.buf
+	if len(w.buf) > 0 {
+		w.buf = append(w.buf, line...)
+		line = w.buf
 	}
 	line = bytes.TrimSuffix(line, []byte{'\r'})
 	n, err := parseChunkSize(line)
-	d.buf = d.buf[:0]
+	w.buf = w.buf[:0]
 	if err != nil {
 		d.stats().parseErrors.Add(1)
 		d.dropMessage(fmt.Sprintf("%s: %v", errResponseInvalid, err))
@@ -800,15 +925,16 @@ func (d *direction) onChunkSize(data []byte) []byte {
 	if n == 0 {
 		d.state = stTrailers
 	} else {
-		d.remaining, d.state = n, stChunkData
+		w.remaining, d.state = n, stChunkData
 	}
 	return data[i+1:]
 }
 
 func (d *direction) onChunkEnd(data []byte) []byte {
+	w := d.w
 	switch {
-	case data[0] == '\r' && !d.chunkCR:
-		d.chunkCR = true
+	case data[0] == '\r' && !w.chunkCR:
+		w.chunkCR = true
 		return data[1:]
 	case data[0] == '\n':
 		d.state = stChunkSize
@@ -819,8 +945,12 @@ func (d *direction) onChunkEnd(data []byte) []byte {
 	return data
 }
 
+// onTrailers reads the trailer section. Like a head, a section that does not end
+// within MaxHeaderBytes is oversized wherever TCP cut it: those bytes are
+// dropped and counted as skipped, and the bytes after them are scanned.
 func (d *direction) onTrailers(data []byte) []byte {
-	if len(d.buf) == 0 {
+	w := d.w
+	if len(w.buf) == 0 {
 		// The usual case: no trailer fields, just the final CRLF.
 		if data[0] == '\n' {
 			d.finishMessage()
@@ -831,28 +961,32 @@ func (d *direction) onTrailers(data []byte) []byte {
 			return data[2:]
 		}
 	}
-	prev := len(d.buf)
-	d.buf = append(d.buf, data...)
+	limit := d.s.f.opts.MaxHeaderBytes
+	prev := len(w.buf)
+	w.buf = append(w.buf, data...)
 	var end int
 	switch {
-	case d.buf[0] == '\n':
+	case w.buf[0] == '\n':
 		end = 1
-	case d.buf[0] == '\r' && len(d.buf) == 1:
+	case w.buf[0] == '\r' && len(w.buf) == 1:
 		return nil
-	case d.buf[0] == '\r' && d.buf[1] == '\n':
+	case w.buf[0] == '\r' && w.buf[1] == '\n':
 		end = 2
 	default:
-		end = endOfHead(d.buf, max(0, prev-3))
+		end = endOfHead(w.buf[:min(len(w.buf), limit)], max(0, prev-3))
 	}
 	if end < 0 {
-		if len(d.buf) > d.s.f.opts.MaxHeaderBytes {
+		if len(w.buf) >= limit {
 			d.stats().oversizedHeaders.Add(1)
+			d.stats().skippedBytes.Add(uint64(limit))
 			d.dropMessage(errResponseInvalid + ": trailer section too large")
+			// prev < limit, so the bytes past the limit are all in data.
+			return data[limit-prev:]
 		}
 		return nil
 	}
 	if end > 2 {
-		tr, err := parseFields(d.buf[:end], d.s.f.opts.MaxHeaders, d.msg, newHeadText(d.buf[:end]))
+		tr, err := parseFields(w.buf[:end], d.s.f.opts.MaxHeaders, d.msg, newHeadText(w.buf[:end]))
 		if err != nil {
 			d.stats().oversizedHeaders.Add(1)
 			d.dropMessage(fmt.Sprintf("%s: %v", errResponseInvalid, err))
@@ -860,7 +994,7 @@ func (d *direction) onTrailers(data []byte) []byte {
 		}
 		d.msg.Trailer = tr
 	}
-	d.buf = d.buf[:0]
+	w.buf = w.buf[:0]
 	d.finishMessage()
 	return data[end-prev:]
 }
@@ -868,44 +1002,45 @@ func (d *direction) onTrailers(data []byte) []byte {
 // onResync scans for the next plausible message start, skipping (and counting)
 // the bytes before it.
 func (d *direction) onResync(data []byte) []byte {
-	d.marks = append(d.marks, timeMark{off: len(d.buf), seen: d.seen})
-	d.buf = append(d.buf, data...)
-	start, resume := findStart(d.buf, d.scanFrom, d.minStart, d.role != roleServer, d.role != roleClient)
+	w := d.w
+	w.marks = append(w.marks, timeMark{off: len(w.buf), seen: w.seen})
+	w.buf = append(w.buf, data...)
+	start, resume := findStart(w.buf, w.scanFrom, w.minStart, d.role != roleServer, d.role != roleClient)
 	if start >= 0 {
 		d.stats().skippedBytes.Add(uint64(start))
-		d.start, d.haveStart = d.timeAt(start), true
-		rest := bytes.Clone(d.buf[start:])
-		d.buf, d.marks, d.scanFrom, d.minStart = d.buf[:0], d.marks[:0], 0, 0
+		w.start, w.haveStart = d.timeAt(start), true
+		rest := bytes.Clone(w.buf[start:])
+		w.buf, w.marks, w.scanFrom, w.minStart = w.buf[:0], w.marks[:0], 0, 0
 		d.state = stStart
 		return rest
 	}
-	d.scanFrom = resume
+	w.scanFrom = resume
 	// Keep only what a request line found later could still start in.
-	if drop := resume - maxResyncLine; drop > 0 && drop >= len(d.buf)/2 {
+	if drop := resume - maxResyncLine; drop > 0 && drop >= len(w.buf)/2 {
 		d.stats().skippedBytes.Add(uint64(drop))
-		d.buf = d.buf[:copy(d.buf, d.buf[drop:])]
-		d.scanFrom -= drop
-		d.minStart = max(0, d.minStart-drop)
-		kept := d.marks[:0]
-		for i, mk := range d.marks {
+		w.buf = w.buf[:copy(w.buf, w.buf[drop:])]
+		w.scanFrom -= drop
+		w.minStart = max(0, w.minStart-drop)
+		kept := w.marks[:0]
+		for i, mk := range w.marks {
 			mk.off -= drop
 			if mk.off <= 0 {
-				if i+1 < len(d.marks) && d.marks[i+1].off-drop <= 0 {
+				if i+1 < len(w.marks) && w.marks[i+1].off-drop <= 0 {
 					continue
 				}
 				mk.off = 0
 			}
 			kept = append(kept, mk)
 		}
-		d.marks = kept
+		w.marks = kept
 	}
 	return nil
 }
 
 // timeAt is the capture time of the chunk that brought resync byte off.
 func (d *direction) timeAt(off int) time.Time {
-	t := d.seen
-	for _, mk := range d.marks {
+	t := d.w.seen
+	for _, mk := range d.w.marks {
 		if mk.off > off {
 			break
 		}
@@ -917,20 +1052,21 @@ func (d *direction) timeAt(off int) time.Time {
 // onHold keeps what the client sends after an upgrade request until the answer
 // shows whether it is still HTTP; past the header limit it is parsed anyway.
 func (d *direction) onHold(data []byte) []byte {
-	if len(d.held)+len(data) > d.s.f.opts.MaxHeaderBytes {
-		joined := append(d.held, data...)
-		d.held = nil
+	w := d.w
+	if len(w.held)+len(data) > d.s.f.opts.MaxHeaderBytes {
+		joined := append(w.held, data...)
+		w.held = nil
 		d.state = stStart
 		if len(joined) > len(data) {
-			d.start, d.haveStart = d.heldSeen, true
+			w.start, w.haveStart = w.heldSeen, true
 		}
 		return joined
 	}
-	if len(d.held) == 0 {
-		d.heldSeen = d.seen
+	if len(w.held) == 0 {
+		w.heldSeen = w.seen
 	}
-	d.held = append(d.held, data...)
-	d.heldCompleted = d.completed
+	w.held = append(w.held, data...)
+	w.heldCompleted = w.completed
 	return nil
 }
 
@@ -939,6 +1075,7 @@ func (d *direction) gap(n int) {
 	if d.state == stDead {
 		return
 	}
+	w := d.work()
 	d.begun = true
 	lost := int64(n)
 	switch d.state {
@@ -946,22 +1083,22 @@ func (d *direction) gap(n int) {
 		if lost >= 0 {
 			d.stats().gapsInMsgs.Add(1)
 			d.msg.addAnomaly(anomalyGapInBody)
-			if lost <= d.remaining {
-				d.body.hole(lost)
-				d.remaining -= lost
-				if d.remaining == 0 {
+			if lost <= w.remaining {
+				w.body.hole(lost)
+				w.remaining -= lost
+				if w.remaining == 0 {
 					if d.state == stBodyLength {
 						d.finishMessage()
 					} else {
-						d.state, d.chunkCR = stChunkEnd, false
+						d.state, w.chunkCR = stChunkEnd, false
 					}
 				}
 				return
 			}
 			if d.state == stBodyLength {
 				// The body ends inside the gap; what follows it is lost too.
-				d.body.hole(d.remaining)
-				d.remaining = 0
+				w.body.hole(w.remaining)
+				w.remaining = 0
 				d.finishMessage()
 				d.lostMessages()
 				return
@@ -970,29 +1107,28 @@ func (d *direction) gap(n int) {
 	case stBodyClose:
 		d.stats().gapsInMsgs.Add(1)
 		d.msg.addAnomaly(anomalyGapInBody)
-		d.body.hole(max(lost, 0))
-		d.body.cut = true
+		w.body.hole(max(lost, 0))
+		w.body.cut = true
 		return
 	case stHold:
-		d.held = nil
+		w.held = nil
 		d.state = stStart
 		d.lostMessages()
 		return
 	case stResync:
 		// Bytes on either side of a gap do not form a line.
-		d.stats().skippedBytes.Add(uint64(len(d.buf)))
-		d.enterResync()
+		d.dropScanned()
 		d.lostMessages()
 		return
 	case stStart:
-		if len(d.buf) == 0 {
-			d.haveStart = false
+		if len(w.buf) == 0 {
+			w.haveStart = false
 			d.lostMessages()
 			return
 		}
 	}
 	d.stats().gapsInMsgs.Add(1)
-	d.stats().skippedBytes.Add(uint64(len(d.buf)))
+	d.stats().skippedBytes.Add(uint64(len(w.buf)))
 	d.dropMessage(errResponseLostInGap)
 	d.lostMessages()
 }
