@@ -123,6 +123,9 @@ func runLive(cmd *cobra.Command, flags *liveFlags) error {
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
 	log := loggerFor(cmd)
+	if err := applyMemoryLimit(flags.memoryLimit); err != nil {
+		return err
+	}
 	cfg, err := flags.pipelineConfig()
 	if err != nil {
 		return err
