@@ -25,9 +25,10 @@ type Options struct {
 	// IdleTimeout closes a connection that has seen no packet for this long. 0
 	// means 2 min.
 	IdleTimeout time.Duration
-	// MaxStreams caps the connections parsed at once: opening one more closes
-	// the one idle longest with reason Evicted (its parser state is freed; it
-	// gets a new stream if it sends again). 0 means no cap.
+	// MaxStreams caps the connections tracked at once: opening one more closes
+	// the one idle longest with reason Evicted, freeing its parser state and
+	// its reassembly state; if it sends again it is a new connection to which
+	// the capture came mid-stream. 0 means no cap.
 	MaxStreams int
 }
 
@@ -63,12 +64,15 @@ type Stats struct {
 	OverlapBytes   uint64 // retransmitted or overlapping bytes discarded
 	OverlapPackets uint64
 	Evicted        uint64 // streams closed to stay under MaxStreams
+	// FarSegments are data segments dropped for lying further than any TCP
+	// window from the bytes held for their direction.
+	FarSegments uint64
 }
 
 type counters struct {
 	segments, connections, midStream, closed, idleClosed     atomic.Uint64
 	gaps, gapBytes, outOfOrder, overlapBytes, overlapPackets atomic.Uint64
-	evicted                                                  atomic.Uint64
+	evicted, farSegments                                     atomic.Uint64
 	open                                                     atomic.Int64
 }
 
@@ -94,9 +98,30 @@ type Assembler struct {
 	// each needs its own, and a slab makes that one allocation per
 	// contextSlab segments instead of one per segment.
 	contexts []assembleContext
-	// idle lists the streams with a parser, most recently active first, so the
-	// one idle longest is evicted when MaxStreams is reached.
+	// idle lists the open streams, most recently active first, so the one
+	// idle longest is evicted when MaxStreams is reached.
 	idle streamList
+	// evicted are the streams evicted during the current segment, whose
+	// connections gopacket is made to forget once it has returned: it must not
+	// be re-entered from its callbacks.
+	evicted []*stream
+	// forgetting is the evicted stream whose connection is being reset; its
+	// Accept takes the synthesized RSTs.
+	forgetting *stream
+	// forgetSeq is where gopacket expects the next byte of the half being
+	// reset, learnt from a RST it was refused at another sequence number; -1
+	// until then.
+	forgetSeq gpr.Sequence
+	// pieces are the parts of the current segment that overlap no bytes
+	// gopacket holds out of order (see keepFirstSeen), fed once gopacket has
+	// refused the whole segment; refeeding is set while they are.
+	pieces    []piece
+	refeeding bool
+	// piece and synth are reused for the segments the Assembler makes up, as
+	// gopacket keeps no reference to a segment after it returns; synthHdr
+	// holds the header synth is decoded from.
+	piece, synth layers.TCP
+	synthHdr     [20]byte
 }
 
 const contextSlab = 1024
@@ -136,11 +161,86 @@ func (a *Assembler) Assemble(netFlow gopacket.Flow, tcp *layers.TCP, ci gopacket
 	a.contexts = a.contexts[1:]
 	*ctx = assembleContext{captureContext: captureContext(ci), source: src}
 	a.asm.AssembleWithContext(netFlow, tcp, ctx)
+	if len(a.pieces) > 0 {
+		a.feedPieces(netFlow, tcp, ctx)
+	}
 	if s := a.rst; s != nil {
 		a.rst = nil
 		s.close(Closed, ci.Timestamp)
 		a.resetPeer(netFlow, tcp, ctx)
 	}
+	if len(a.evicted) > 0 {
+		a.forgetEvicted(ctx)
+	}
+}
+
+// feedPieces hands gopacket the pieces of a segment it was refused, each with
+// the segment's header.
+func (a *Assembler) feedPieces(netFlow gopacket.Flow, tcp *layers.TCP, ctx *assembleContext) {
+	a.refeeding = true
+	for _, p := range a.pieces {
+		a.piece = *tcp
+		a.piece.Seq = tcp.Seq + uint32(p.off)
+		a.piece.Payload = tcp.Payload[p.off : p.off+p.n]
+		a.piece.FIN = p.fin
+		a.asm.AssembleWithContext(netFlow, &a.piece, ctx)
+	}
+	a.refeeding = false
+	a.pieces = a.pieces[:0]
+}
+
+// forgetEvicted makes gopacket drop the connections of the streams just
+// evicted: it keeps a connection, with its buffered pages, until both halves
+// are closed by FIN, RST or the idle timeout, so without this a flood of new
+// connections would grow its pool past MaxStreams for the idle timeout. A RST
+// at each half's next sequence number closes both, and gopacket then removes
+// the connection from its pool.
+func (a *Assembler) forgetEvicted(ctx *assembleContext) {
+	for i, s := range a.evicted {
+		a.evicted[i] = nil
+		netFlow, ok := s.netFlow()
+		if !ok {
+			continue
+		}
+		a.forgetting = s
+		src, dst := s.ports()
+		a.resetHalf(netFlow, src, dst, ctx)
+		a.resetHalf(netFlow.Reverse(), dst, src, ctx)
+	}
+	a.forgetting = nil
+	a.evicted = a.evicted[:0]
+}
+
+// resetHalf closes the half of the connection being forgotten that sends from
+// src to dst. The first RST is refused unless it lands where gopacket expects
+// the next byte, and that refusal tells where: the second one is sent there.
+func (a *Assembler) resetHalf(netFlow gopacket.Flow, src, dst layers.TCPPort, ctx *assembleContext) {
+	a.forgetSeq = -1
+	rst := a.synthRST(src, dst, 0)
+	if rst == nil {
+		return
+	}
+	a.asm.AssembleWithContext(netFlow, rst, ctx)
+	if a.forgetSeq >= 0 {
+		rst = a.synthRST(src, dst, uint32(a.forgetSeq))
+		a.asm.AssembleWithContext(netFlow, rst, ctx)
+	}
+}
+
+// synthRST returns a RST from src to dst at seq, decoded from its wire form
+// so that gopacket finds its ports (layers.TCP keeps them from decoding).
+func (a *Assembler) synthRST(src, dst layers.TCPPort, seq uint32) *layers.TCP {
+	hdr := a.synthHdr[:]
+	clear(hdr)
+	binary.BigEndian.PutUint16(hdr[0:], uint16(src))
+	binary.BigEndian.PutUint16(hdr[2:], uint16(dst))
+	binary.BigEndian.PutUint32(hdr[4:], seq)
+	hdr[12] = 5 << 4 // data offset: 20 bytes
+	hdr[13] = 0x04   // RST
+	if a.synth.DecodeFromBytes(hdr, gopacket.NilDecodeFeedback) != nil {
+		return nil
+	}
+	return &a.synth
 }
 
 // resetPeer ends the other half of a connection whose RST gopacket just took:
@@ -154,18 +254,12 @@ func (a *Assembler) resetPeer(netFlow gopacket.Flow, rst *layers.TCP, ctx *assem
 	if !rst.ACK {
 		return
 	}
-	var hdr [20]byte
-	binary.BigEndian.PutUint16(hdr[0:], uint16(rst.DstPort))
-	binary.BigEndian.PutUint16(hdr[2:], uint16(rst.SrcPort))
-	binary.BigEndian.PutUint32(hdr[4:], rst.Ack)
-	hdr[12] = 5 << 4 // data offset: 20 bytes
-	hdr[13] = 0x04   // RST
-	var peer layers.TCP
-	if peer.DecodeFromBytes(hdr[:], gopacket.NilDecodeFeedback) != nil {
+	peer := a.synthRST(rst.DstPort, rst.SrcPort, rst.Ack)
+	if peer == nil {
 		return
 	}
 	a.closingPeer = true
-	a.asm.AssembleWithContext(netFlow.Reverse(), &peer, ctx)
+	a.asm.AssembleWithContext(netFlow.Reverse(), peer, ctx)
 	a.closingPeer = false
 }
 
@@ -205,7 +299,7 @@ func (a *Assembler) Stats() Stats {
 		Closed: c.closed.Load(), IdleClosed: c.idleClosed.Load(), Open: c.open.Load(),
 		Gaps: c.gaps.Load(), GapBytes: c.gapBytes.Load(), OutOfOrder: c.outOfOrder.Load(),
 		OverlapBytes: c.overlapBytes.Load(), OverlapPackets: c.overlapPackets.Load(),
-		Evicted: c.evicted.Load(),
+		Evicted: c.evicted.Load(), FarSegments: c.farSegments.Load(),
 	}
 }
 
@@ -223,6 +317,12 @@ func (f *gpFactory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac gpr.
 	src := addrPort(netFlow.Src(), tcpFlow.Src())
 	dst := addrPort(netFlow.Dst(), tcpFlow.Dst())
 	s := &stream{a: a}
+	switch netFlow.EndpointType() {
+	case layers.EndpointIPv4:
+		s.ipVersion = 4
+	case layers.EndpointIPv6:
+		s.ipVersion = 6
+	}
 	conn := Conn{Initiator: src, Responder: dst}
 	switch {
 	case tcp.SYN && !tcp.ACK:
@@ -254,14 +354,60 @@ func addrPort(ip, port gopacket.Endpoint) netip.AddrPort {
 type stream struct {
 	a    *Assembler
 	conn Conn
-	// next is created with the first SYN or payload: the last ACK of a closed
-	// connection, seen after gopacket forgot it, opens no stream.
+	// next is created by parser when it is first handed something, so a
+	// connection that only sent a SYN costs no parser state while it waits.
 	next Stream
 	// swapped: gopacket's client-to-server direction is our Responder side.
 	swapped bool
 	closed  bool
-	// older and newer link the stream into Assembler.idle while next is set.
+	// open is set from the first SYN or payload until the stream is closed
+	// or evicted: the last ACK of a closed connection, seen after gopacket
+	// forgot it, opens no stream.
+	open bool
+	// ended is set per direction (dirIndex) once gopacket has closed it.
+	ended [2]bool
+	// ipVersion is that of the network flow gopacket keys the connection
+	// with (0 if neither), to rebuild the flow from conn (see netFlow).
+	ipVersion uint8
+	// older and newer link the stream into Assembler.idle while open.
 	older, newer *stream
+	// held tracks the bytes gopacket holds out of order; nil until some are.
+	held *heldRanges
+}
+
+// netFlow rebuilds the network flow gopacket keys the connection with, in the
+// direction of the packet that opened it, from conn rather than keeping a copy
+// in every stream: a SYN flood costs memory per stream.
+func (s *stream) netFlow() (gopacket.Flow, bool) {
+	src, dst := s.conn.Initiator.Addr(), s.conn.Responder.Addr()
+	if s.swapped {
+		src, dst = dst, src
+	}
+	if !src.IsValid() || !dst.IsValid() {
+		return gopacket.Flow{}, false
+	}
+	switch s.ipVersion {
+	case 4:
+		if !src.Is4() || !dst.Is4() {
+			return gopacket.Flow{}, false
+		}
+		a, b := src.As4(), dst.As4()
+		return gopacket.NewFlow(layers.EndpointIPv4, a[:], b[:]), true
+	case 6:
+		// As16 maps back what addrPort unmapped.
+		a, b := src.As16(), dst.As16()
+		return gopacket.NewFlow(layers.EndpointIPv6, a[:], b[:]), true
+	}
+	return gopacket.Flow{}, false
+}
+
+// ports returns the TCP ports in the direction of netFlow.
+func (s *stream) ports() (src, dst layers.TCPPort) {
+	src, dst = layers.TCPPort(s.conn.Initiator.Port()), layers.TCPPort(s.conn.Responder.Port())
+	if s.swapped {
+		return dst, src
+	}
+	return src, dst
 }
 
 func (s *stream) side(dir gpr.TCPFlowDirection) Side {
@@ -275,14 +421,17 @@ func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir gpr.TCPFlo
 	if s.closed {
 		return s.a.closingPeer && tcp.RST
 	}
-	if s.next == nil {
+	if s == s.a.forgetting {
+		return s.acceptForgetting(tcp, nextSeq, start)
+	}
+	if !s.open {
 		if !tcp.SYN && len(tcp.Payload) == 0 {
 			return false
 		}
 		if !s.conn.SYNSeen {
 			s.a.c.midStream.Add(1)
 		}
-		s.next = s.a.factory.NewStream(s.conn)
+		s.open = true
 		s.a.c.connections.Add(1)
 		s.a.c.open.Add(1)
 		s.a.idle.pushFront(s)
@@ -295,17 +444,48 @@ func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir gpr.TCPFlo
 	// A capture starts mid-connection on long-lived keep-alive streams: take the
 	// first segment seen as the start and let the parser resynchronise.
 	*start = true
+	if d := dirIndex(dir); nextSeq >= 0 && len(tcp.Payload) > 0 && !tcp.SYN && !tcp.RST && !s.ended[d] {
+		if !s.keepFirstSeen(d, tcp, nextSeq) {
+			return false
+		}
+	}
 	if tcp.RST && (nextSeq < 0 || nextSeq.Difference(gpr.Sequence(tcp.Seq)) >= 0) {
 		s.a.rst = s
 	}
 	return true
 }
 
+// acceptForgetting takes the RSTs resetHalf sends: one where gopacket expects
+// the next byte, or anywhere on a half that never started (forced to start at
+// the RST, which ends it at once). Another is refused and nextSeq noted.
+func (s *stream) acceptForgetting(tcp *layers.TCP, nextSeq gpr.Sequence, start *bool) bool {
+	switch {
+	case !tcp.RST:
+		return false
+	case nextSeq < 0:
+		*start = true
+		return true
+	case nextSeq == gpr.Sequence(tcp.Seq):
+		return true
+	}
+	s.a.forgetSeq = nextSeq
+	return false
+}
+
 func (s *stream) ReassembledSG(sg gpr.ScatterGather, ac gpr.AssemblerContext) {
-	if s.closed || s.next == nil {
+	dir, _, end, skip := sg.Info()
+	if end {
+		// gopacket closes the half after this call: nothing is held for it
+		// any more, and later segments of it are dropped unseen.
+		d := dirIndex(dir)
+		s.ended[d] = true
+		if s.held != nil {
+			s.held[d] = nil
+		}
+	}
+	if s.closed || !s.open {
 		return // closed, or evicted with bytes still queued
 	}
-	dir, _, end, skip := sg.Info()
 	side := s.side(dir)
 	length, _ := sg.Lengths()
 	st := sg.Stats()
@@ -334,13 +514,13 @@ func (s *stream) ReassembledSG(sg gpr.ScatterGather, ac gpr.AssemblerContext) {
 	if skip > 0 {
 		s.a.c.gaps.Add(1)
 		s.a.c.gapBytes.Add(uint64(skip))
-		s.next.Gap(side, skip, first)
+		s.parser().Gap(side, skip, first)
 	}
 	if length > 0 {
-		s.next.Data(Chunk{Side: side, Bytes: sg.Fetch(length), Seen: first, Completed: completed})
+		s.parser().Data(Chunk{Side: side, Bytes: sg.Fetch(length), Seen: first, Completed: completed})
 	}
 	if end {
-		s.next.End(side, completed)
+		s.parser().End(side, completed)
 	}
 }
 
@@ -354,9 +534,10 @@ func (s *stream) close(reason CloseReason, ts time.Time) {
 		return
 	}
 	s.closed = true
-	if s.next == nil {
+	if !s.open {
 		return
 	}
+	s.open = false
 	s.a.idle.remove(s)
 	s.a.c.open.Add(-1)
 	switch reason {
@@ -365,20 +546,31 @@ func (s *stream) close(reason CloseReason, ts time.Time) {
 	case IdleTimeout:
 		s.a.c.idleClosed.Add(1)
 	}
-	s.next.Close(reason, ts)
+	s.parser().Close(reason, ts)
+	s.next = nil
 }
 
-// evict closes the stream's parser to free its memory. Unlike close it leaves
-// the connection open to gopacket: if it sends again it gets a new parser,
+// parser returns the stream's Stream, creating it on first use.
+func (s *stream) parser() Stream {
+	if s.next == nil {
+		s.next = s.a.factory.NewStream(s.conn)
+	}
+	return s.next
+}
+
+// evict closes the stream's parser to free its memory and queues the
+// connection for gopacket to forget (forgetEvicted). Should gopacket keep it
+// all the same, a segment it sends opens the stream again with a new parser,
 // which resynchronises as on a capture started mid-connection.
 func (s *stream) evict(ts time.Time) {
+	s.open = false
 	s.a.idle.remove(s)
 	s.a.c.open.Add(-1)
 	s.a.c.evicted.Add(1)
-	next := s.next
+	s.parser().Close(Evicted, ts)
 	s.next = nil
 	s.conn.SYNSeen = false
-	next.Close(Evicted, ts)
+	s.a.evicted = append(s.a.evicted, s)
 }
 
 // streamList is a doubly linked list of streams through their older and newer
@@ -426,6 +618,6 @@ func (s Stats) Add(o Stats) Stats {
 		IdleClosed: s.IdleClosed + o.IdleClosed, Open: s.Open + o.Open,
 		Gaps: s.Gaps + o.Gaps, GapBytes: s.GapBytes + o.GapBytes, OutOfOrder: s.OutOfOrder + o.OutOfOrder,
 		OverlapBytes: s.OverlapBytes + o.OverlapBytes, OverlapPackets: s.OverlapPackets + o.OverlapPackets,
-		Evicted: s.Evicted + o.Evicted,
+		Evicted: s.Evicted + o.Evicted, FarSegments: s.FarSegments + o.FarSegments,
 	}
 }

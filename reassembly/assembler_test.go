@@ -1,8 +1,11 @@
 package reassembly
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -71,12 +74,20 @@ func decoded(t testing.TB, tcp *layers.TCP, payload []byte) *layers.TCP {
 	return out
 }
 
-func feed(t testing.TB, a *Assembler, segs []seg) {
+func feed(t testing.TB, a *Assembler, segs []seg) { feedFrom(t, a, client, server, segs) }
+
+// feedFrom feeds segs of the connection between cli and srv, over IPv6 when
+// their addresses are (IPv4-mapped ones included).
+func feedFrom(t testing.TB, a *Assembler, cli, srv netip.AddrPort, segs []seg) {
+	netType := layers.EndpointIPv4
+	if cli.Addr().Is6() {
+		netType = layers.EndpointIPv6
+	}
 	for _, s := range segs {
-		src, dst := client, server
+		src, dst := cli, srv
 		isn, peer := uint32(clientISN), uint32(serverISN)
 		if !s.fromClient {
-			src, dst = server, client
+			src, dst = srv, cli
 			isn, peer = serverISN, clientISN
 		}
 		tcp := &layers.TCP{
@@ -89,7 +100,7 @@ func feed(t testing.TB, a *Assembler, segs []seg) {
 			tcp.Seq = isn
 		}
 		tcp = decoded(t, tcp, []byte(s.data))
-		netFlow := gopacket.NewFlow(layers.EndpointIPv4, src.Addr().AsSlice(), dst.Addr().AsSlice())
+		netFlow := gopacket.NewFlow(netType, src.Addr().AsSlice(), dst.Addr().AsSlice())
 		a.Assemble(netFlow, tcp, gopacket.CaptureInfo{Timestamp: t0.Add(s.at), CaptureLength: 60 + len(s.data), Length: 60 + len(s.data)}, "test")
 	}
 }
@@ -155,6 +166,72 @@ func TestAssembler(t *testing.T) {
 				seg{true, "A", 0, "012345", 3 * ms},
 				seg{true, "A", 3, "XYZ678", 4 * ms}),
 			wantClient: "012345678", wantClose: EndOfCapture, wantSYN: true,
+		},
+		{
+			name: "earlier segment overlapping held later bytes: the held bytes win",
+			segs: append(handshake(),
+				seg{true, "A", 5, "aaaa HTTP", 3 * ms},
+				seg{true, "A", 0, "GET /bbbb ", 4 * ms}),
+			wantClient: "GET /aaaa HTTP", wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, _ *recorder, st Stats) {
+				assert.EqualValues(t, 5, st.OverlapBytes, "the 5 conflicting bytes are discarded and counted")
+				assert.EqualValues(t, 1, st.OverlapPackets)
+			},
+		},
+		{
+			name: "a segment spanning two held ones fills only the holes around them",
+			segs: append(handshake(),
+				seg{true, "A", 4, "EFGH", 3 * ms},
+				seg{true, "A", 12, "MNOP", 4 * ms},
+				seg{true, "A", 0, "0123xxxx89ABxxxxQRST", 5 * ms}),
+			wantClient: "0123EFGH89ABMNOPQRST", wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, _ *recorder, st Stats) {
+				assert.EqualValues(t, 8, st.OverlapBytes)
+			},
+		},
+		{
+			name: "another copy of a held segment with other bytes is dropped",
+			segs: append(handshake(),
+				seg{true, "A", 4, "ABCD", 3 * ms},
+				seg{true, "A", 4, "WXYZ", 4 * ms},
+				seg{true, "A", 0, "0123", 5 * ms}),
+			wantClient: "0123ABCD", wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, _ *recorder, st Stats) {
+				assert.EqualValues(t, 4, st.OverlapBytes)
+			},
+		},
+		{
+			name: "an out-of-order segment overlapping the end of a held one keeps only its new bytes",
+			segs: append(handshake(),
+				seg{true, "A", 4, "ABCDEF", 3 * ms},
+				seg{true, "A", 8, "xxKLMN", 4 * ms},
+				seg{true, "A", 0, "0123", 5 * ms}),
+			wantClient: "0123ABCDEFKLMN", wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, _ *recorder, st Stats) {
+				assert.EqualValues(t, 2, st.OverlapBytes)
+			},
+		},
+		{
+			name: "a FIN segment whose end is held still ends the side",
+			segs: append(handshake(),
+				seg{true, "A", 4, "ABCD", 3 * ms},
+				seg{true, "AF", 0, "0123zzzz", 4 * ms}),
+			wantClient: "0123ABCD", wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, r *recorder, st Stats) {
+				assert.True(t, r.ends[Initiator], "the FIN is kept")
+				assert.EqualValues(t, 4, st.OverlapBytes)
+			},
+		},
+		{
+			name: "a segment far beyond the held bytes is not held with them",
+			segs: append(handshake(),
+				seg{true, "A", 4, "ABCD", 3 * ms},
+				seg{true, "A", 1 << 29, "far", 4 * ms},
+				seg{true, "A", 0, "0123", 5 * ms}),
+			wantClient: "0123ABCD", wantClose: EndOfCapture, wantSYN: true,
+			check: func(t *testing.T, r *recorder, st Stats) {
+				assert.EqualValues(t, 1, st.FarSegments)
+			},
 		},
 		{
 			name: "a lost segment becomes a gap of its size",
@@ -276,4 +353,151 @@ func TestAssemblerPortReuseAfterRST(t *testing.T) {
 	require.Len(t, f.streams, 2, "the new SYN opens a new stream")
 	assert.Equal(t, "GET /new HTTP/1.1\r\n\r\n", f.streams[1].data[Initiator].String())
 	assert.EqualValues(t, 0, a.Stats().Open)
+}
+
+// gopacketConns flushes a and returns how many connections gopacket still
+// held: its FlushAll reports that, and no other public API does.
+func gopacketConns(a *Assembler) int {
+	a.reason = EndOfCapture
+	defer func() { a.reason = Closed }()
+	return a.asm.FlushAll()
+}
+
+// pagesUsed is how many pages gopacket holds out-of-order bytes in, from its
+// Dump.
+func pagesUsed(t *testing.T, a *Assembler) int {
+	var n int
+	_, err := fmt.Sscanf(a.asm.Dump(), "pageCache: used: %d:", &n)
+	require.NoError(t, err)
+	return n
+}
+
+// TestAssemblerEvictionForgetsConnections: a stream evicted to stay under
+// MaxStreams is also dropped by gopacket, with the bytes it buffered, so a
+// flood of connections holds no more than MaxStreams of them.
+func TestAssemblerEvictionForgetsConnections(t *testing.T) {
+	ms := time.Millisecond
+	const conns, limit = 300, 10
+	tests := []struct {
+		name string
+		segs []seg
+	}{
+		{name: "SYN only", segs: []seg{{true, "S", 0, "", 0}}},
+		{name: "SYN-ACK only (the SYN missed)", segs: []seg{{false, "SA", 0, "", 0}}},
+		{name: "mid-stream data", segs: []seg{{true, "A", 100, "GET / HTTP/1.1\r\n", 0}}},
+		{name: "bytes held out of order", segs: append(handshake(), seg{true, "A", 0, "GET", 3 * ms}, seg{true, "A", 100, "late", 4 * ms})},
+		{name: "one side closed by FIN", segs: append(handshake(), seg{true, "A", 0, "GET", 3 * ms}, seg{true, "AF", 3, "", 4 * ms})},
+	}
+	nets := []struct{ name, cli, srv string }{
+		{"IPv4", "10.0.0.1", "10.0.0.2"},
+		{"IPv6", "2001:db8::1", "2001:db8::2"},
+		{"IPv4-mapped IPv6", "::ffff:10.0.0.1", "::ffff:10.0.0.2"},
+	}
+	for _, tt := range tests {
+		for _, nw := range nets {
+			t.Run(tt.name+"/"+nw.name, func(t *testing.T) {
+				evictionForgets(t, tt.segs, netip.MustParseAddr(nw.cli), netip.MustParseAddr(nw.srv), conns, limit)
+			})
+		}
+	}
+}
+
+// evictionForgets opens conns connections from cli with segs under MaxStreams
+// limit and checks gopacket holds only limit of them.
+func evictionForgets(t *testing.T, segs []seg, cli, srv netip.Addr, conns, limit int) {
+	f := &recorderFactory{}
+	a := NewAssembler(f, Options{MaxStreams: limit})
+	for i := range conns {
+		feedFrom(t, a, netip.AddrPortFrom(cli, uint16(20000+i)), netip.AddrPortFrom(srv, server.Port()), segs)
+	}
+	st := a.Stats()
+	assert.EqualValues(t, conns, st.Connections)
+	assert.EqualValues(t, conns-limit, st.Evicted)
+	assert.EqualValues(t, limit, st.Open)
+	assert.LessOrEqual(t, pagesUsed(t, a), limit, "the evicted connections' buffered pages are released")
+	assert.Equal(t, limit, gopacketConns(a), "gopacket holds only the connections not evicted")
+
+	require.Len(t, f.streams, conns)
+	reasons := map[CloseReason]int{}
+	for _, r := range f.streams {
+		require.Len(t, r.closed, 1, "%v: Close is called exactly once", r.conn)
+		reasons[r.closed[0]]++
+	}
+	assert.Equal(t, map[CloseReason]int{Evicted: conns - limit, EndOfCapture: limit}, reasons)
+	assert.EqualValues(t, 0, a.Stats().Open)
+}
+
+// TestAssemblerEvictedConnectionSpeaksAgain: once evicted, a connection that
+// sends again is a new one, taken up where it is, not a continuation gopacket
+// would hold back behind the bytes it missed while evicted.
+func TestAssemblerEvictedConnectionSpeaksAgain(t *testing.T) {
+	ms := time.Millisecond
+	other := netip.AddrPortFrom(client.Addr(), 40001)
+	f := &recorderFactory{}
+	a := NewAssembler(f, Options{MaxStreams: 1})
+	feed(t, a, append(handshake(), seg{true, "A", 0, "GET /a HTTP/1.1\r\n", 3 * ms}))
+	feedFrom(t, a, other, server, []seg{{true, "S", 0, "", 4 * ms}})
+	require.Len(t, f.streams, 1)
+	first := f.streams[0]
+	assert.Equal(t, []CloseReason{Evicted}, first.closed, "the SYN of another connection evicts it")
+	assert.Equal(t, "GET /a HTTP/1.1\r\n", first.data[Initiator].String())
+
+	// 100 bytes on, past bytes never seen.
+	feed(t, a, []seg{{true, "A", 100, "Host: x\r\n\r\n", 5 * ms}})
+	byPort := map[uint16][]*recorder{}
+	for _, r := range f.streams {
+		byPort[r.conn.Initiator.Port()] = append(byPort[r.conn.Initiator.Port()], r)
+	}
+	require.Len(t, byPort[client.Port()], 2, "a new stream for the evicted connection")
+	again := byPort[client.Port()][1]
+	assert.Equal(t, client, again.conn.Initiator)
+	assert.False(t, again.conn.SYNSeen)
+	assert.Equal(t, "Host: x\r\n\r\n", again.data[Initiator].String(), "delivered at once, not held for the missed bytes")
+	assert.Equal(t, []CloseReason{Evicted}, first.closed, "the old stream is not closed again")
+	assert.EqualValues(t, 1, a.Stats().MidStream)
+	require.Len(t, byPort[other.Port()], 1)
+	assert.Equal(t, []CloseReason{Evicted}, byPort[other.Port()][0].closed, "the new stream evicts the other connection")
+
+	a.FlushAll(EndOfCapture)
+	assert.Equal(t, []CloseReason{EndOfCapture}, again.closed)
+	assert.EqualValues(t, 2, a.Stats().Evicted)
+	assert.Len(t, f.streams, 3)
+}
+
+type discardStream struct{}
+
+func (discardStream) Data(Chunk)                   {}
+func (discardStream) Gap(Side, int, time.Time)     {}
+func (discardStream) End(Side, time.Time)          {}
+func (discardStream) Close(CloseReason, time.Time) {}
+func (discardStream) NewStream(Conn) Stream        { return discardStream{} }
+
+// TestAssemblerSYNFloodMemory: the memory a SYN flood holds is bounded by
+// MaxStreams, not by the number of SYNs (each cost about 1 KiB of heap until
+// the idle timeout when evicted connections stayed in gopacket's pool).
+func TestAssemblerSYNFloodMemory(t *testing.T) {
+	const syns, limit = 50_000, 100
+	a := NewAssembler(discardStream{}, Options{MaxStreams: limit})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var hdr [20]byte
+	for i := range syns {
+		binary.BigEndian.PutUint16(hdr[0:], uint16(i))
+		binary.BigEndian.PutUint16(hdr[2:], server.Port())
+		binary.BigEndian.PutUint32(hdr[4:], uint32(i)*7919)
+		hdr[12], hdr[13] = 5<<4, 0x02 // 20 bytes, SYN
+		tcp := &layers.TCP{}
+		require.NoError(t, tcp.DecodeFromBytes(bytes.Clone(hdr[:]), gopacket.NilDecodeFeedback))
+		src := []byte{10, 1, byte(i >> 16), byte(i >> 8)}
+		netFlow := gopacket.NewFlow(layers.EndpointIPv4, src, server.Addr().AsSlice())
+		a.Assemble(netFlow, tcp, gopacket.CaptureInfo{Timestamp: t0.Add(time.Duration(i) * time.Microsecond)}, "test")
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("heap grew by %d KiB for %d SYNs", grown>>10, syns)
+	assert.Less(t, grown, int64(4<<20), "heap grown after %d SYNs with MaxStreams %d", syns, limit)
+	assert.EqualValues(t, syns-limit, a.Stats().Evicted)
+	runtime.KeepAlive(a)
 }

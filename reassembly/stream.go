@@ -102,7 +102,9 @@ type Stream interface {
 	Close(reason CloseReason, ts time.Time)
 }
 
-// StreamFactory creates the Stream for a new connection.
+// StreamFactory creates the Stream for a new connection. It is called when
+// the connection first has something to hand on (bytes, a gap, an end or its
+// Close), so a connection that has only sent a SYN holds no Stream.
 type StreamFactory interface {
 	NewStream(c Conn) Stream
 }
