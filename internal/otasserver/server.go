@@ -612,28 +612,18 @@ func batchEvents(body []byte) ([]eventText, error) {
 		return nil, errors.New("invalid JSON")
 	}
 	// The members of {"events":[...]}, splitting the array in the same pass.
-	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return nil, errNotObject
-	}
 	var events []eventText
-	for i = skipSpace(body, i+1); i < len(body) && body[i] != '}'; {
-		end := skipValue(body, i)
-		name, err := unquote(body[i:end])
-		if err != nil {
-			return nil, err
+	_, err := walkMembers(body, skipSpace(body, 0), func(name string, at int) (int, error) {
+		if name != "events" {
+			return skipValue(body, at), nil
 		}
-		i = skipSpace(body, skipSpace(body, end)+1) // past ':'
-		if name == "events" {
-			if events, end, err = splitEventsAt(body, i); err != nil {
-				return nil, err
-			}
-		} else {
-			end = skipValue(body, i)
-		}
-		if i = skipSpace(body, end); i < len(body) && body[i] == ',' {
-			i = skipSpace(body, i+1)
-		}
+		var end int
+		var err error
+		events, end, err = splitEventsAt(body, at)
+		return end, err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if events == nil {
 		return nil, errors.New("no events array")

@@ -60,10 +60,24 @@ func memberValue(obj []byte, name string) ([]byte, bool) {
 // eachMember calls fn with each member of the object that starts at b[i],
 // until fn returns false, and returns the index just past the object.
 func eachMember(b []byte, i int, fn func(name string, raw []byte) bool) (int, error) {
+	more := true
+	return walkMembers(b, i, func(name string, at int) (int, error) {
+		end := skipValue(b, at)
+		if more {
+			more = fn(name, b[at:end])
+		}
+		return end, nil
+	})
+}
+
+// walkMembers walks the object that starts at b[i]: value is called with each
+// member's name and the index its value starts at, and returns where the value
+// ends (so a caller can split a value in the same pass). It returns the index
+// just past the object.
+func walkMembers(b []byte, i int, value func(name string, at int) (int, error)) (int, error) {
 	if i >= len(b) || b[i] != '{' {
 		return skipValue(b, i), errNotObject
 	}
-	more := true
 	i = skipSpace(b, i+1)
 	for i < len(b) && b[i] != '}' {
 		end := skipValue(b, i)
@@ -75,9 +89,9 @@ func eachMember(b []byte, i int, fn func(name string, raw []byte) bool) (int, er
 			}
 		}
 		i = skipSpace(b, skipSpace(b, end)+1) // past ':'
-		end = skipValue(b, i)
-		if more {
-			more = fn(name, b[i:end])
+		end, err := value(name, i)
+		if err != nil {
+			return end, err
 		}
 		if i = skipSpace(b, end); i < len(b) && b[i] == ',' {
 			i = skipSpace(b, i+1)

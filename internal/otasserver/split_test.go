@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// splitObject and splitArray agree with encoding/json on valid JSON, the only
+// splitObject and splitEventsAt agree with encoding/json on valid JSON, the only
 // input they are given.
 func TestSplitAgreesWithEncodingJSON(t *testing.T) {
 	objects := []string{
