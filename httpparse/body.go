@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/andybalholm/brotli"
+
+	"github.com/otas/otas-sniff/internal/sizedread"
 )
 
 // bodySink collects a message body as it streams past: it counts every byte and
@@ -142,7 +144,7 @@ func (d *decoders) decode(coding string, raw []byte, limit int, rawCut bool) ([]
 		// Unknown or stacked codings are kept as sent.
 		return raw, rawCut, nil
 	}
-	out, err := readAll(io.LimitReader(r, int64(limit)+1), min(max(sizeHint, 512), limit)+1)
+	out, err := sizedread.ReadAll(io.LimitReader(r, int64(limit)+1), int64(min(max(sizeHint, 512), limit)))
 	if len(out) > limit {
 		return out[:limit], true, nil
 	}
@@ -154,23 +156,4 @@ func (d *decoders) decode(coding string, raw []byte, limit int, rawCut bool) ([]
 		return nil, false, fmt.Errorf("%s: %w", coding, err)
 	}
 	return out, rawCut, nil
-}
-
-// readAll is io.ReadAll starting from size bytes of room: one allocation when
-// the size is known (the +1 callers add lets the final read see EOF).
-func readAll(r io.Reader, size int) ([]byte, error) {
-	b := make([]byte, 0, size)
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
 }

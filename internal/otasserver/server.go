@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/otas/otas-sniff/internal/sizedread"
 )
 
 // Endpoint paths, as in the contract.
@@ -437,7 +439,7 @@ func (s *Server) brainKey(r *http.Request) string {
 }
 
 func readBody(r *http.Request) ([]byte, int64, error) {
-	raw, err := readAllSized(r.Body, r.ContentLength)
+	raw, err := sizedread.ReadAll(r.Body, r.ContentLength)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -452,34 +454,12 @@ func readBody(r *http.Request) ([]byte, int64, error) {
 		if len(raw) >= 18 {
 			size = int64(binary.LittleEndian.Uint32(raw[len(raw)-4:]))
 		}
-		raw, err = readAllSized(zr, size)
+		raw, err = sizedread.ReadAll(zr, size)
 		if err != nil {
 			return nil, n, err
 		}
 	}
 	return raw, n, nil
-}
-
-// readAllSized is io.ReadAll with room for size bytes up front when the size
-// is known (capped: a hint is not trusted with memory).
-func readAllSized(r io.Reader, size int64) ([]byte, error) {
-	if size < 0 || size > 64<<20 {
-		return io.ReadAll(r)
-	}
-	b := make([]byte, 0, size+1)
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-	}
 }
 
 func (s *Server) serveEvent(w http.ResponseWriter, r *http.Request) {
