@@ -294,6 +294,9 @@ func (p *pipeline) summary(w io.Writer, src capture.Stats) {
 	if a.Evicted > 0 {
 		fmt.Fprintf(w, ", %d streams evicted (--max-streams)", a.Evicted)
 	}
+	if a.FarSegments > 0 {
+		fmt.Fprintf(w, ", %d segments dropped too far from their stream's bytes", a.FarSegments)
+	}
 	if src.DecodeErrors > 0 {
 		fmt.Fprintf(w, ", %d undecodable packets", src.DecodeErrors)
 	}
