@@ -55,6 +55,9 @@ type pipeline struct {
 	inRound  int           // segments handed out since the last round ended
 	now      time.Time     // newest capture time seen
 	lastScan time.Time     // capture time of the last timeout tick
+	// early counts batches of events handed on before their round ended;
+	// written by the merge, read after merged is closed.
+	early uint64
 }
 
 type pipelineConfig struct {
@@ -230,6 +233,15 @@ func (p *pipeline) merge() {
 			round[i], next[i] = b, 0
 		}
 		for {
+			// A worker that handed on part of its round (see worker.emit)
+			// sends the rest next: take it before anything of a later worker.
+			for i, w := range p.workers {
+				for next[i] == len(round[i].events) && round[i].partial {
+					w.free <- round[i]
+					round[i], next[i] = <-w.out, 0
+					p.early++
+				}
+			}
 			best := -1
 			for i, b := range round {
 				if next[i] < len(b.events) && (best < 0 || b.events[next[i]].before(round[best].events[next[best]])) {
@@ -313,6 +325,9 @@ func (p *pipeline) summary(w io.Writer, src capture.Stats) {
 const (
 	roundSegments    = 4096
 	batchesPerWorker = 3
+	// maxHeldEvents bounds the events a worker holds for the merge: 100k
+	// connections flushed at the end of a replay held ~130 MB of events.
+	maxHeldEvents = 1024
 )
 
 // worker reassembles, parses and builds events for its share of the
@@ -379,8 +394,20 @@ func (w *worker) run() {
 
 // emit builds the event here, in parallel with the other workers; the merge
 // delivers it.
+//
+// A flush or a timeout tick can close every stream at once: rather than hold
+// all their events until the round ends, every maxHeldEvents go to the merge
+// in a batch of their own, marked partial.
 func (w *worker) emit(ex *httpparse.Exchange) {
 	w.working.events = append(w.working.events, seqEvent{seq: w.seq, phase: w.phase, ev: w.fwd.Build(ex)})
+	if len(w.working.events) < maxHeldEvents {
+		return
+	}
+	carrier := <-w.free
+	carrier.reset()
+	carrier.events, w.working.events = w.working.events, carrier.events
+	carrier.partial = true
+	w.out <- carrier
 }
 
 type itemKind uint8
@@ -409,11 +436,14 @@ type batch struct {
 	items  []workItem
 	data   []byte
 	events []seqEvent
+	// partial marks events handed on early: more of the round follows.
+	partial bool
 }
 
 func (b *batch) reset() {
 	clear(b.events) // the events belong to the sinks now
 	b.items, b.data, b.events = b.items[:0], b.data[:0], b.events[:0]
+	b.partial = false
 }
 
 func (b *batch) addSegment(seg *capture.Segment, seq uint64) {
