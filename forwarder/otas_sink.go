@@ -57,6 +57,9 @@ type OTASStats struct {
 	SpoolBytes  int64
 	// QueueDepth is events waiting in memory; QueueCapacity its bound.
 	QueueDepth, QueueCapacity int
+	// QueueWait is how long Write waited for room in a full queue (a replay
+	// waits; a live capture spools or drops instead).
+	QueueWait time.Duration
 	// Requests counts every HTTP request made, by kind; FailedRequests those
 	// that got no usable answer (network error, 429, 5xx) and Retries how many
 	// times events were sent again.
@@ -135,6 +138,7 @@ type OTASSink struct {
 	dropMu                                    sync.Mutex
 	dropped                                   map[string]uint64
 	closeDropped                              atomic.Uint64
+	queueWait                                 atomic.Int64 // nanoseconds
 }
 
 // NewOTASSink loads and checks the key, authenticates, opens the spool and starts
@@ -330,6 +334,15 @@ func (s *OTASSink) Write(ctx context.Context, ev *Event) error {
 	select {
 	case s.queue <- it:
 		return nil
+	default:
+	}
+	// The queue is full: the uploader is behind, and the caller waits. The
+	// time is counted, so a replay can show whether the uploader held it back.
+	start := time.Now()
+	defer func() { s.queueWait.Add(int64(time.Since(start))) }()
+	select {
+	case s.queue <- it:
+		return nil
 	case <-ctx.Done():
 		s.drop(DropShutdown, 1)
 		return fmt.Errorf("otas: queue event: %w", ctx.Err())
@@ -417,6 +430,7 @@ func (s *OTASSink) Stats() OTASStats {
 		Spooled:          s.spooled.Load(),
 		QueueDepth:       len(s.queue),
 		QueueCapacity:    cap(s.queue),
+		QueueWait:        time.Duration(s.queueWait.Load()),
 		BatchRequests:    s.batchReqs.Load(),
 		EventRequests:    s.eventReqs.Load(),
 		AuthRequests:     uint64(s.c.reqs.Load()),

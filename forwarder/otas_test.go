@@ -333,6 +333,7 @@ func TestUploadBatches(t *testing.T) {
 			assert.LessOrEqual(t, st.BatchRequests, uint64(4), "250 events in batches of 100")
 			assert.Zero(t, st.EventRequests)
 			assert.Positive(t, st.WireBytes)
+			assert.Zero(t, st.QueueWait, "250 events fit the queue: Write never waited")
 			for _, e := range h.srv.Stored() {
 				assert.True(t, e.Batch)
 				ev := e.Event()
@@ -652,7 +653,11 @@ func TestReplayBlocksInsteadOfDropping(t *testing.T) {
 	ids := writeN(t, s, 0, 200, tok)
 	require.NoError(t, s.Close(context.Background()))
 	assertAllStored(t, h.srv, ids, tok)
-	assert.Zero(t, s.Stats().DroppedTotal())
+	st := s.Stats()
+	assert.Zero(t, st.DroppedTotal())
+	// 200 events through a queue of 4 and one slow upload at a time: the
+	// writer waited, at least for the 30 ms answers it could not get ahead of.
+	assert.Greater(t, st.QueueWait, 30*time.Millisecond)
 }
 
 func TestDrainTimeout(t *testing.T) {

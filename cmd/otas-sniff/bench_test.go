@@ -72,7 +72,8 @@ func bareLoop(b *testing.B, path string) (packets, bytes uint64) {
 // reassembling and parsing, into a JSONL sink that discards its output.
 func fullPipeline(b *testing.B, path string, workers int) (packets, fileBytes, exchanges uint64) {
 	fwd := forwarder.New(forwarder.Options{}, forwarder.NewJSONLWriter("discard", io.Discard))
-	return replayInto(b, path, workers, fwd)
+	packets, fileBytes, exchanges, _ = replayInto(b, path, workers, fwd)
+	return packets, fileBytes, exchanges
 }
 
 // BenchmarkReplay replays a generated capture of 100k exchanges (BENCH_EXCHANGES
@@ -137,14 +138,15 @@ func BenchmarkReplay(b *testing.B) {
 // BenchmarkReplayOTAS replays the benchmark capture with one worker into the
 // otas sink, uploading to the in-process server (real HTTP over loopback, each
 // event validated), and into a discarding JSONL sink, in the same run; the
-// ratio of their rates shows whether the uploader holds the replay back.
+// ratio of their rates, and the share of time the replay waited for room in the
+// uploader's queue, show whether the uploader holds the replay back.
 func BenchmarkReplayOTAS(b *testing.B) {
 	path := benchCapture(b, 20_000)
 	srv := otasserver.New(benchKey, otasserver.Project{ID: "6118d2b5-34f7-4ba3-a70c-2b09f9051b71", Name: "bench"})
 	defer srv.Close()
 	// The generated capture's token is not one this server signed.
 	token := srv.Token("bench")
-	var discardDur, otasDur time.Duration
+	var discardDur, otasDur, waited, drained time.Duration
 	var uploaded uint64
 	for b.Loop() {
 		start := time.Now()
@@ -160,19 +162,29 @@ func BenchmarkReplayOTAS(b *testing.B) {
 		}
 		fwd := forwarder.New(forwarder.Options{Enrich: func(ev *forwarder.Event) { ev.SessionToken = token }}, sink)
 		start = time.Now()
-		replayInto(b, path, 1, fwd)
+		_, _, _, closeDur := replayInto(b, path, 1, fwd)
 		otasDur += time.Since(start)
-		uploaded += sink.Stats().Uploaded
+		drained += closeDur
+		st := sink.Stats()
+		uploaded += st.Uploaded
+		waited += st.QueueWait
 	}
 	b.ReportMetric(float64(uploaded)/otasDur.Seconds(), "otas-events/s")
 	b.ReportMetric(discardDur.Seconds()/otasDur.Seconds(), "otas-vs-discard")
+	// The shares of the otas replay spent waiting for room in the uploader's
+	// queue and draining it at the end: near 0, the uploader kept up, and what
+	// the ratio above loses is the CPU the in-process server takes on the same
+	// cores.
+	b.ReportMetric(waited.Seconds()/otasDur.Seconds(), "otas-queue-wait-share")
+	b.ReportMetric(drained.Seconds()/otasDur.Seconds(), "otas-drain-share")
 }
 
 const benchKey = "otas_PocKPi56xDI_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
 // replayInto replays path with workers goroutines into fwd, closes fwd, and
-// returns what was read and how many exchanges came out.
-func replayInto(b *testing.B, path string, workers int, fwd *forwarder.Forwarder) (packets, fileBytes, exchanges uint64) {
+// returns what was read, how many exchanges came out and how long closing fwd
+// (flushing its sinks) took.
+func replayInto(b *testing.B, path string, workers int, fwd *forwarder.Forwarder) (packets, fileBytes, exchanges uint64, closeDur time.Duration) {
 	ctx := context.Background()
 	var flags commonFlags
 	flags.register(&cobra.Command{})
@@ -191,9 +203,11 @@ func replayInto(b *testing.B, path string, workers int, fwd *forwarder.Forwarder
 	if err := p.drain(ctx, src, reassembly.EndOfCapture); err != nil {
 		b.Fatal(err)
 	}
+	start := time.Now()
 	if err := fwd.Close(ctx); err != nil {
 		b.Fatal(err)
 	}
+	closeDur = time.Since(start)
 	st := src.Stats()
-	return st.Packets, st.Bytes, p.exchanges.Load()
+	return st.Packets, st.Bytes, p.exchanges.Load(), closeDur
 }
