@@ -22,34 +22,48 @@ type bodySink struct {
 	raw   []byte
 	limit int
 	size  int64
+	// expected is the declared length (Content-Length), or 0: how far raw
+	// may grow at once.
+	expected int64
 	// cut is true when raw holds less than the whole transferred body (limit hit
 	// or a capture gap punched a hole in it).
 	cut     bool
 	notKept string
 }
 
-func (b *bodySink) reset(limit int, m *Message, expected int64) {
-	*b = bodySink{limit: limit}
-	if mt := mediaType(m.Header.Get("Content-Type")); mt == "multipart/form-data" || mt == "application/octet-stream" {
-		b.notKept = mt
-	}
-	if expected > 0 && b.notKept == "" {
-		b.raw = make([]byte, 0, min(int64(limit), expected))
-	}
+// reset starts a body of which at most limit bytes are kept in raw, an empty
+// buffer with room for (the start of) the body or nil; notKept, if set, says
+// why none is; expected is the declared length, or 0.
+func (b *bodySink) reset(limit int, notKept string, raw []byte, expected int64) {
+	*b = bodySink{limit: limit, notKept: notKept, raw: raw, expected: expected}
 }
 
-// mediaType is the lower-cased type/subtype of a Content-Type value.
-func mediaType(ct string) string {
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
+// notKeptType returns the media type of a Content-Type value whose bodies are
+// not kept ("multipart/form-data", "application/octet-stream"), or "".
+func notKeptType(ct []byte) string {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	ct = strings.TrimSpace(ct)
-	for i := 0; i < len(ct); i++ {
-		if c := ct[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(ct)
+	// ASCII case folding suffices: no other letter lower-cases to one of these.
+	ct = bytes.TrimSpace(ct)
+	for _, mt := range [...]string{"multipart/form-data", "application/octet-stream"} {
+		if equalFoldBytes(ct, mt) {
+			return mt
 		}
 	}
-	return ct
+	return ""
+}
+
+// decodes reports whether decode makes a new buffer for a Content-Encoding
+// value (else the body is kept as sent); it follows decode's cases.
+func decodes(coding []byte) bool {
+	coding = bytes.TrimSpace(coding)
+	for _, c := range [...]string{"gzip", "x-gzip", "deflate", "br"} {
+		if equalFoldBytes(coding, c) {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *bodySink) write(p []byte) {
@@ -60,6 +74,15 @@ func (b *bodySink) write(p []byte) {
 	if room := b.limit - len(b.raw); len(p) > room {
 		p = p[:room]
 		b.cut = true
+	}
+	if need := len(b.raw) + len(p); need > cap(b.raw) {
+		// Doubling, but never past the declared length or the limit: the
+		// buffer holds at most twice the bytes that came.
+		bound := b.limit
+		if b.expected > 0 {
+			bound = int(min(b.expected, int64(b.limit)))
+		}
+		b.raw = append(make([]byte, 0, max(need, min(2*cap(b.raw), bound))), b.raw...)
 	}
 	b.raw = append(b.raw, p...)
 }

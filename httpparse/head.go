@@ -83,27 +83,116 @@ func parseVersion(v []byte) (lenient bool, err error) {
 	return false, fmt.Errorf("version %q: %w", v, errStartLine)
 }
 
-// headText hands out the strings of a head block as substrings of one copy of
-// it: one allocation per block instead of one per field.
-type headText struct {
+// span is the bytes block[off:end] of a head block.
+type span struct{ off, end int }
+
+// fieldSpan is a header or trailer field as offsets into its block.
+type fieldSpan struct {
+	name, value span
+	// folded is the value when obs-fold lines extended it: it is then not a
+	// piece of the block (rare).
+	folded []byte
+}
+
+// rawHead is a head block parsed into offsets. Nothing is copied until the
+// parser knows how much to allocate for the message (see direction.keep); it is
+// scratch state, reused for every head a direction parses.
+type rawHead struct {
 	block []byte
-	text  string
+	// The start line's parts: method, target and proto of a request line; proto
+	// and reason of a status line.
+	method, target, proto, reason span
+	fields                        []fieldSpan
 }
 
-func newHeadText(block []byte) headText { return headText{block: block, text: string(block)} }
+// reset starts parsing block, dropping the previous head.
+func (h *rawHead) reset(block []byte) {
+	clear(h.fields) // drop folded values
+	*h = rawHead{block: block, fields: h.fields[:0]}
+}
 
-// str returns b, a slice of the block, as a string. b's offset in the block is
-// cap(block)-cap(b), since every slice taken of it ends at the same place.
-func (t headText) str(b []byte) string {
+// span returns where b, a slice of the block, is in it. b's offset is
+// cap(block)-cap(b), since every slice taken of the block ends at the same place.
+func (h *rawHead) span(b []byte) span {
 	if len(b) == 0 {
-		return "" // bytes.Trim returns nil, not a slice of the block, when nothing is left
+		return span{} // bytes.Trim returns nil, not a slice of the block, when nothing is left
 	}
-	off := cap(t.block) - cap(b)
-	return t.text[off : off+len(b)]
+	off := cap(h.block) - cap(b)
+	return span{off, off + len(b)}
 }
 
-// parseRequestLine fills m from "METHOD SP target SP HTTP/1.x", a line of t.
-func parseRequestLine(line []byte, m *Message, t headText) error {
+func (h *rawHead) at(sp span) []byte { return h.block[sp.off:sp.end] }
+
+// value is field i's value as captured.
+func (h *rawHead) value(i int) []byte {
+	if f := &h.fields[i]; f.folded != nil {
+		return f.folded
+	}
+	return h.at(h.fields[i].value)
+}
+
+// get returns the first value of the named field (case-insensitive), or nil.
+func (h *rawHead) get(name string) []byte {
+	for i, f := range h.fields {
+		if equalFoldBytes(h.at(f.name), name) {
+			return h.value(i)
+		}
+	}
+	return nil
+}
+
+func (h *rawHead) appendValues(dst [][]byte, name string) [][]byte {
+	for i, f := range h.fields {
+		if equalFoldBytes(h.at(f.name), name) {
+			dst = append(dst, h.value(i))
+		}
+	}
+	return dst
+}
+
+// fill sets m's start-line strings and header fields from h, whose block text
+// holds; fields has room for exactly len(h.fields).
+func (h *rawHead) fill(m *Message, fields Header, text string) {
+	str := func(sp span) string { return text[sp.off:sp.end] }
+	m.Method, m.Target, m.Proto, m.Reason = str(h.method), str(h.target), str(h.proto), str(h.reason)
+	m.Header = h.header(fields, text)
+}
+
+// header fills fields, with room for exactly len(h.fields), from h, whose block
+// text holds.
+func (h *rawHead) header(fields Header, text string) Header {
+	for i, f := range h.fields {
+		v := text[f.value.off:f.value.end]
+		if f.folded != nil {
+			v = string(f.folded)
+		}
+		fields[i] = Field{Name: text[f.name.off:f.name.end], Value: v}
+	}
+	return fields
+}
+
+func equalFoldBytes(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		cb, cs := b[i], s[i]
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if 'A' <= cs && cs <= 'Z' {
+			cs += 'a' - 'A'
+		}
+		if cb != cs {
+			return false
+		}
+	}
+	return true
+}
+
+// parseRequestLine reads "METHOD SP target SP HTTP/1.x", the first line of h's
+// block, into h.
+func parseRequestLine(line []byte, m *Message, h *rawHead) error {
 	sp := bytes.IndexByte(line, ' ')
 	last := bytes.LastIndexByte(line, ' ')
 	if sp <= 0 || last == sp {
@@ -127,15 +216,16 @@ func parseRequestLine(line []byte, m *Message, t headText) error {
 	if err != nil {
 		return err
 	}
-	m.Method, m.Target, m.Proto = t.str(line[:sp]), t.str(target), t.str(line[last+1:])
+	h.method, h.target, h.proto = h.span(line[:sp]), h.span(target), h.span(line[last+1:])
 	if lenient {
 		m.Anomalies = append(m.Anomalies, anomalyLenientVersion)
 	}
 	return nil
 }
 
-// parseStatusLine fills m from "HTTP/1.x SP 3DIGIT [SP reason]", a line of t.
-func parseStatusLine(line []byte, m *Message, t headText) error {
+// parseStatusLine reads "HTTP/1.x SP 3DIGIT [SP reason]", the first line of h's
+// block, into h and m.
+func parseStatusLine(line []byte, m *Message, h *rawHead) error {
 	if len(line) < 12 || line[8] != ' ' {
 		return fmt.Errorf("status line %q: %w", truncateForError(line), errStartLine)
 	}
@@ -153,9 +243,9 @@ func parseStatusLine(line []byte, m *Message, t headText) error {
 	if len(line) > 12 && line[12] != ' ' || code < 100 {
 		return fmt.Errorf("status line %q: %w", truncateForError(line), errStartLine)
 	}
-	m.Proto, m.StatusCode = t.str(line[:8]), code
+	h.proto, m.StatusCode = h.span(line[:8]), code
 	if len(line) > 13 {
-		m.Reason = t.str(line[13:])
+		h.reason = h.span(line[13:])
 	}
 	if lenient {
 		m.Anomalies = append(m.Anomalies, anomalyLenientVersion)
@@ -170,16 +260,11 @@ func truncateForError(b []byte) []byte {
 	return b
 }
 
-// parseFields parses header or trailer lines up to the empty line. Field syntax is
-// read leniently (a sniffer must see what the server accepted); oddities become
-// anomalies, only a field count over maxFields fails. b is a slice of t.
-func parseFields(b []byte, maxFields int, m *Message, t headText) (Header, error) {
-	var h Header
-	if n := bytes.Count(b, []byte{'\n'}); n > 0 {
-		// b ends with the empty line, which is not a field: the slice is exact
-		// for the usual block without folded lines.
-		h = make(Header, 0, min(n-1, maxFields))
-	}
+// parseFields parses header or trailer lines up to the empty line into
+// h.fields. Field syntax is read leniently (a sniffer must see what the server
+// accepted); oddities become anomalies, only a field count over maxFields
+// fails. b is a slice of h's block.
+func parseFields(b []byte, maxFields int, m *Message, h *rawHead) error {
 	for len(b) > 0 {
 		line, rest, bare := nextLine(b)
 		b = rest
@@ -192,17 +277,21 @@ func parseFields(b []byte, maxFields int, m *Message, t headText) (Header, error
 		if line[0] == ' ' || line[0] == '\t' {
 			// obs-fold: the line continues the previous field's value.
 			m.addAnomaly(anomalyObsFold)
-			if len(h) == 0 {
+			if len(h.fields) == 0 {
 				m.addAnomaly(anomalyInvalidHeader)
 				continue
 			}
 			cont := trimOWS(line)
 			if len(cont) > 0 {
-				f := &h[len(h)-1]
-				if f.Value == "" {
-					f.Value = string(cont)
-				} else {
-					f.Value += " " + string(cont)
+				i := len(h.fields) - 1
+				f := &h.fields[i]
+				switch {
+				case f.folded != nil:
+					f.folded = append(append(f.folded, ' '), cont...)
+				case f.value.end == f.value.off:
+					f.value = h.span(cont)
+				default:
+					f.folded = append(append(bytes.Clone(h.at(f.value)), ' '), cont...)
 				}
 			}
 			continue
@@ -228,12 +317,12 @@ func parseFields(b []byte, maxFields int, m *Message, t headText) (Header, error
 			m.addAnomaly(anomalyInvalidHeader)
 			continue
 		}
-		if len(h) >= maxFields {
-			return nil, fmt.Errorf("more than %d fields: %w", maxFields, errOversized)
+		if len(h.fields) >= maxFields {
+			return fmt.Errorf("more than %d fields: %w", maxFields, errOversized)
 		}
-		h = append(h, Field{Name: t.str(name), Value: t.str(trimOWS(line[colon+1:]))})
+		h.fields = append(h.fields, fieldSpan{name: h.span(name), value: h.span(trimOWS(line[colon+1:]))})
 	}
-	return h, nil
+	return nil
 }
 
 func trimOWS(b []byte) []byte {
@@ -261,12 +350,12 @@ const (
 
 // parseContentLength reads every Content-Length value; they must be identical
 // non-negative decimal numbers that fit in an int64.
-func parseContentLength(values []string) (int64, error) {
+func parseContentLength(values [][]byte) (int64, error) {
 	n := int64(-1)
 	for _, v := range values {
-		for part := range strings.SplitSeq(v, ",") {
-			part = strings.Trim(part, " \t")
-			if part == "" {
+		for part := range bytes.SplitSeq(v, []byte{','}) {
+			part = bytes.Trim(part, " \t")
+			if len(part) == 0 {
 				return 0, fmt.Errorf("empty content-length: %w", errFraming)
 			}
 			var x int64
@@ -291,28 +380,28 @@ func parseContentLength(values []string) (int64, error) {
 
 // transferCoding reports whether chunked is the final transfer coding and
 // whether any transfer coding was given.
-func transferCoding(values []string) (chunked, present bool) {
-	var last string
+func transferCoding(values [][]byte) (chunked, present bool) {
+	var last []byte
 	for _, v := range values {
-		for part := range strings.SplitSeq(v, ",") {
-			part = strings.Trim(part, " \t")
-			if part == "" {
+		for part := range bytes.SplitSeq(v, []byte{','}) {
+			part = bytes.Trim(part, " \t")
+			if len(part) == 0 {
 				continue
 			}
 			present = true
 			last = part
 		}
 	}
-	return strings.EqualFold(last, "chunked"), present
+	return bytes.EqualFold(last, []byte("chunked")), present
 }
 
-// requestFraming decides a request's body framing. A request with neither
+// requestFraming decides a request's body framing from its parsed head. A request with neither
 // Content-Length nor Transfer-Encoding has no body.
-func requestFraming(m *Message) (bodyFraming, int64, error) {
+func requestFraming(m *Message, h *rawHead) (bodyFraming, int64, error) {
 	// The arrays keep the usual single values off the heap.
-	var teBuf, clBuf [2]string
-	chunked, te := transferCoding(m.Header.appendValues(teBuf[:0], "Transfer-Encoding"))
-	cls := m.Header.appendValues(clBuf[:0], "Content-Length")
+	var teBuf, clBuf [2][]byte
+	chunked, te := transferCoding(h.appendValues(teBuf[:0], "Transfer-Encoding"))
+	cls := h.appendValues(clBuf[:0], "Content-Length")
 	if te {
 		if !chunked {
 			return 0, 0, fmt.Errorf("request transfer-encoding without final chunked: %w", errFraming)
@@ -335,16 +424,17 @@ func requestFraming(m *Message) (bodyFraming, int64, error) {
 	return framingNone, 0, nil
 }
 
-// responseFraming decides a response's body framing given the request method.
-func responseFraming(m *Message, requestMethod string) (bodyFraming, int64, error) {
+// responseFraming decides a response's body framing from its parsed head,
+// given the request method.
+func responseFraming(m *Message, h *rawHead, requestMethod string) (bodyFraming, int64, error) {
 	code := m.StatusCode
 	if requestMethod == "HEAD" || code < 200 || code == 204 || code == 304 {
 		return framingNone, 0, nil
 	}
 	// The arrays keep the usual single values off the heap.
-	var teBuf, clBuf [2]string
-	chunked, te := transferCoding(m.Header.appendValues(teBuf[:0], "Transfer-Encoding"))
-	cls := m.Header.appendValues(clBuf[:0], "Content-Length")
+	var teBuf, clBuf [2][]byte
+	chunked, te := transferCoding(h.appendValues(teBuf[:0], "Transfer-Encoding"))
+	cls := h.appendValues(clBuf[:0], "Content-Length")
 	if te {
 		if len(cls) > 0 {
 			m.addAnomaly(anomalyCLAndChunked)

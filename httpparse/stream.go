@@ -104,6 +104,9 @@ func (f *StreamFactory) getWork() *work {
 // not pin its memory in the pool.
 const maxPooledBuf = 4 << 10
 
+// maxPooledFields likewise bounds the field scratch a recycled work keeps.
+const maxPooledFields = 64
+
 // putWork clears w, keeping its buffers' arrays when small, and recycles it.
 func (f *StreamFactory) putWork(w *work) {
 	buf, marks := w.buf[:0], w.marks[:0]
@@ -113,20 +116,31 @@ func (f *StreamFactory) putWork(w *work) {
 	if cap(marks) > 16 {
 		marks = nil
 	}
-	*w = work{buf: buf, marks: marks}
+	w.head.reset(nil)
+	fields := w.head.fields
+	if cap(fields) > maxPooledFields {
+		fields = nil
+	}
+	*w = work{buf: buf, marks: marks, head: rawHead{fields: fields}}
 	f.works.Put(w)
 }
 
 // pendingExchange is a request waiting for its final response or completion:
-// the fields of its Exchange known so far, which is built when it is handed on
-// (a waiting request then costs no more than it needs).
+// the fields of its Exchange known so far. It shares the request's allocation,
+// and the Exchange handed on is the one allocated with the final response (a
+// waiting request then costs no more than it needs).
 type pendingExchange struct {
-	req, resp *Message
-	interim   []*Message
-	err       string
-	index     int
-	upgraded  bool
-	reqDone   bool
+	req *Message
+	// ex is the Exchange allocated with the final response, its Response set;
+	// nil while there is none.
+	ex      *Exchange
+	interim []*Message
+	err     string
+	// next is the next request on the connection (see stream.pending).
+	next     *pendingExchange
+	index    int
+	upgraded bool
+	reqDone  bool
 	// answered: a final response is attached, or it is known none will come.
 	answered bool
 	respDone bool
@@ -139,7 +153,9 @@ type stream struct {
 	initiator, responder netip.AddrPort
 	source               string
 	dirs                 [2]direction
-	pending              []*pendingExchange
+	// pending and pendingTail are the ends of the queue, linked through next,
+	// of requests not yet handed on, oldest first.
+	pending, pendingTail *pendingExchange
 	// nextIndex is the position of the next request on the connection.
 	nextIndex int
 	// respGap: a gap in the response direction may have swallowed responses; the
@@ -250,14 +266,14 @@ func (s *stream) Close(reason reassembly.CloseReason, ts time.Time) {
 			d.dropScanned()
 		}
 	}
-	for _, pe := range s.pending {
+	for pe := s.pending; pe != nil; pe = pe.next {
 		pe.reqDone = true
 		if !pe.respDone {
 			pe.answered, pe.respDone = true, true
 			if pe.err == "" {
 				pe.err = why
 			}
-			if pe.resp == nil {
+			if pe.ex == nil {
 				s.f.stats.unmatchedRequests.Add(1)
 			}
 		}
@@ -318,71 +334,71 @@ func (s *stream) setRole(d *direction, r role) {
 // A pipelining client that lost responses in a gap gets its older requests
 // reported as lost, which is the price of not shifting every later pair.
 func (s *stream) matchResponse(start time.Time) *pendingExchange {
-	idx := -1
-	for i, pe := range s.pending {
-		if !pe.answered {
-			idx = i
-			break
-		}
+	first := s.pending
+	for first != nil && first.answered {
+		first = first.next
 	}
-	if idx < 0 {
+	if first == nil {
 		s.respGap = false
 		return nil
 	}
+	pe := first
 	if s.respGap {
 		s.respGap = false
-		last := idx
-		for i := idx; i < len(s.pending); i++ {
-			if pe := s.pending[i]; !pe.answered && !pe.req.Start.After(start) {
-				last = i
+		for p := first; p != nil; p = p.next {
+			if !p.answered && !p.req.Start.After(start) {
+				pe = p
 			}
 		}
-		for i := idx; i < last; i++ {
-			if pe := s.pending[i]; !pe.answered {
-				pe.answered, pe.respDone = true, true
-				pe.err = errResponseLostInGap
+		for p := first; p != pe; p = p.next {
+			if !p.answered {
+				p.answered, p.respDone = true, true
+				p.err = errResponseLostInGap
 				s.f.stats.unmatchedRequests.Add(1)
 			}
 		}
-		idx = last
 		defer s.emitReady()
 	}
-	pe := s.pending[idx]
 	if pe.req.Start.After(start) {
 		return nil
 	}
 	return pe
 }
 
+// enqueue appends pe to the requests waiting to be handed on.
+func (s *stream) enqueue(pe *pendingExchange) {
+	if s.pendingTail == nil {
+		s.pending = pe
+	} else {
+		s.pendingTail.next = pe
+	}
+	s.pendingTail = pe
+}
+
 // emitReady hands on, in order, the exchanges at the head of the queue whose
 // request and response are both done.
 func (s *stream) emitReady() {
-	for len(s.pending) > 0 {
-		pe := s.pending[0]
-		if !pe.reqDone || !pe.respDone {
-			return
-		}
-		s.pending[0] = nil
-		s.pending = s.pending[1:]
-		if len(s.pending) == 0 {
-			// Drop the array too: a long pipeline must not stay allocated.
-			s.pending = nil
+	for pe := s.pending; pe != nil && pe.reqDone && pe.respDone; pe = s.pending {
+		s.pending, pe.next = pe.next, nil
+		if s.pending == nil {
+			s.pendingTail = nil
 		}
 		s.emit(pe)
 	}
 }
 
-// emit builds pe's Exchange and hands it on.
+// emit completes pe's Exchange and hands it on.
 func (s *stream) emit(pe *pendingExchange) {
-	ex := &Exchange{
-		Source:   s.source,
-		Index:    pe.index,
-		Request:  pe.req,
-		Response: pe.resp,
-		Interim:  pe.interim,
-		Error:    pe.err,
-		Upgraded: pe.upgraded,
+	ex := pe.ex
+	if ex == nil {
+		ex = new(Exchange)
 	}
+	ex.Source = s.source
+	ex.Index = pe.index
+	ex.Request = pe.req
+	ex.Interim = pe.interim
+	ex.Error = pe.err
+	ex.Upgraded = pe.upgraded
 	ex.Client, ex.Server = s.endpoints()
 	s.f.stats.exchanges.Add(1)
 	s.f.emit(ex)
@@ -394,16 +410,6 @@ func (s *stream) endpoints() (client, server netip.AddrPort) {
 		return s.responder, s.initiator
 	}
 	return s.initiator, s.responder
-}
-
-// removePending drops pe from the queue (its request was lost).
-func (s *stream) removePending(pe *pendingExchange) {
-	for i, p := range s.pending {
-		if p == pe {
-			s.pending = append(s.pending[:i], s.pending[i+1:]...)
-			return
-		}
-	}
 }
 
 // parseState is where a direction is within its byte stream.
@@ -475,6 +481,9 @@ type work struct {
 
 	held                    []byte
 	heldSeen, heldCompleted time.Time
+
+	// head is the head block being parsed, as offsets into it.
+	head rawHead
 }
 
 func (d *direction) stats() *counters { return &d.s.f.stats }
@@ -648,20 +657,21 @@ func (d *direction) oversizedHead(rest []byte) []byte {
 // line at all.
 func (d *direction) onHeadBlock(block []byte) bool {
 	w := d.w
-	m := &Message{Start: w.start}
+	h := &w.head
+	h.reset(block)
+	// m collects what parsing finds until keep copies it into its allocation.
+	m := Message{Start: w.start}
 	line, rest, _ := nextLine(block)
 	var err error
-	t := newHeadText(block)
 	if d.role == roleClient {
-		err = parseRequestLine(line, m, t)
+		err = parseRequestLine(line, &m, h)
 	} else {
-		err = parseStatusLine(line, m, t)
+		err = parseStatusLine(line, &m, h)
 	}
 	if err != nil {
 		return false
 	}
-	m.Header, err = parseFields(rest, d.s.f.opts.MaxHeaders, m, t)
-	if err != nil {
+	if err := parseFields(rest, d.s.f.opts.MaxHeaders, &m, h); err != nil {
 		if errors.Is(err, errOversized) {
 			d.stats().oversizedHeaders.Add(1)
 		} else {
@@ -676,34 +686,67 @@ func (d *direction) onHeadBlock(block []byte) bool {
 			d.stats().lenientVersions.Add(1)
 		}
 	}
-	d.msg = m
 	if d.role == roleClient {
-		d.beginRequest(m)
+		d.beginRequest(&m, h)
 	} else {
-		d.beginResponse(m)
+		d.beginResponse(&m, h)
 	}
 	return true
 }
 
-func (d *direction) beginRequest(m *Message) {
-	framing, n, err := requestFraming(m)
+// bodyReserve is the most room reserved for a body before its bytes arrive:
+// a Content-Length is only the peer's word, and 100,000 connections that
+// declare 100 KiB each and send nothing must not hold 10 GB. Most API bodies
+// fit; a larger one grows as it arrives (bodySink.write).
+const bodyReserve = 4 << 10
+
+// keep makes msg, allocated with room for h's fields, the message in progress:
+// m as parsed plus h's strings, in a buffer that also has room for the body of
+// expected bytes, unless it will not be kept as is.
+func (d *direction) keep(msg *Message, fields Header, m *Message, h *rawHead, expected int64) {
+	limit := d.s.f.opts.MaxBodyBytes
+	notKept := notKeptType(h.get("Content-Type"))
+	room := 0
+	if expected > 0 && notKept == "" {
+		room = int(min(int64(limit), expected, bodyReserve))
+	}
+	// A body to be decoded is replaced by its decoding: it gets its own buffer,
+	// so that the strings of the head do not keep it alive.
+	shared := room
+	if decodes(h.get("Content-Encoding")) {
+		shared = 0
+	}
+	text, raw := keepText(h.block, shared)
+	if raw == nil && room > 0 {
+		raw = make([]byte, 0, room)
+	}
+	*msg = *m
+	h.fill(msg, fields, text)
+	d.w.body.reset(limit, notKept, raw, expected)
+	d.msg = msg
+}
+
+func (d *direction) beginRequest(m *Message, h *rawHead) {
+	framing, n, err := requestFraming(m, h)
 	if err != nil {
 		d.stats().parseErrors.Add(1)
-		d.msg, d.w.haveStart = nil, false
+		d.w.haveStart = false
 		d.enterResync()
 		return
 	}
 	s := d.s
 	s.sawHTTP = true
-	pe := &pendingExchange{index: s.nextIndex, req: m}
+	pe, msg, fields := newBox[pendingExchange](len(h.fields))
+	d.keep(msg, fields, m, h, n)
+	*pe = pendingExchange{index: s.nextIndex, req: msg}
 	s.nextIndex++
-	s.pending = append(s.pending, pe)
+	s.enqueue(pe)
 	d.pe = pe
-	d.upgrade = m.Method == "CONNECT" || m.Header.Get("Upgrade") != "" && hasToken(m.Header, "Connection", "upgrade")
+	d.upgrade = msg.Method == "CONNECT" || msg.Header.Get("Upgrade") != "" && hasToken(msg.Header, "Connection", "upgrade")
 	d.startBody(framing, n)
 }
 
-func (d *direction) beginResponse(m *Message) {
+func (d *direction) beginResponse(m *Message, h *rawHead) {
 	s := d.s
 	s.sawHTTP = true
 	code := m.StatusCode
@@ -711,6 +754,8 @@ func (d *direction) beginResponse(m *Message) {
 		// Interim (1xx other than 101): attached to the request it precedes.
 		d.interim = true
 		d.pe = s.matchResponse(m.Start)
+		_, msg, fields := newBox[struct{}](len(h.fields))
+		d.keep(msg, fields, m, h, 0)
 		d.startBody(framingNone, 0)
 		return
 	}
@@ -720,15 +765,17 @@ func (d *direction) beginResponse(m *Message) {
 		d.stats().unmatchedResponses.Add(1)
 	} else {
 		pe.answered = true
-		pe.resp = m
 		method = pe.req.Method
 	}
 	d.pe = pe
 	if code == 101 || method == "CONNECT" && code/100 == 2 {
-		m.End = d.w.completed
 		d.stats().responses.Add(1)
 		d.stats().upgrades.Add(1)
 		if pe != nil {
+			ex, msg, fields := newBox[Exchange](len(h.fields))
+			d.keep(msg, fields, m, h, 0)
+			msg.End = d.w.completed
+			ex.Response, pe.ex = msg, ex
 			pe.upgraded = true
 			pe.respDone, pe.reqDone = true, true
 		}
@@ -739,19 +786,23 @@ func (d *direction) beginResponse(m *Message) {
 		return
 	}
 	s.releaseHold = true
-	framing, n, err := responseFraming(m, method)
+	framing, n, err := responseFraming(m, h, method)
 	if err != nil {
 		d.stats().parseErrors.Add(1)
 		if pe != nil {
-			pe.resp = nil
 			pe.err = fmt.Sprintf("%s: %v", errResponseInvalid, err)
 			pe.respDone = true
 			d.stats().unmatchedRequests.Add(1)
 		}
-		d.msg, d.pe, d.w.haveStart = nil, nil, false
+		d.pe, d.w.haveStart = nil, false
 		d.enterResync()
 		s.emitReady()
 		return
+	}
+	ex, msg, fields := newBox[Exchange](len(h.fields))
+	d.keep(msg, fields, m, h, n)
+	if pe != nil {
+		ex.Response, pe.ex = msg, ex
 	}
 	d.startBody(framing, n)
 }
@@ -771,9 +822,9 @@ func hasToken(h Header, name, token string) bool {
 	return false
 }
 
+// startBody enters the body of the message kept (see keep).
 func (d *direction) startBody(framing bodyFraming, n int64) {
 	w := d.w
-	w.body.reset(d.s.f.opts.MaxBodyBytes, d.msg, n)
 	switch framing {
 	case framingNone:
 		d.finishMessage()
@@ -858,7 +909,7 @@ func (d *direction) dropMessage(why string) {
 				pe.err = errRequestInvalid + strings.TrimPrefix(why, errResponseInvalid)
 			}
 		} else {
-			pe.resp = nil
+			pe.ex = nil
 			pe.err = why
 			pe.respDone = true
 			d.stats().unmatchedRequests.Add(1)
@@ -986,13 +1037,15 @@ func (d *direction) onTrailers(data []byte) []byte {
 		return nil
 	}
 	if end > 2 {
-		tr, err := parseFields(w.buf[:end], d.s.f.opts.MaxHeaders, d.msg, newHeadText(w.buf[:end]))
-		if err != nil {
+		h := &w.head
+		h.reset(w.buf[:end])
+		if err := parseFields(h.block, d.s.f.opts.MaxHeaders, d.msg, h); err != nil {
 			d.stats().oversizedHeaders.Add(1)
 			d.dropMessage(fmt.Sprintf("%s: %v", errResponseInvalid, err))
 			return data[end-prev:]
 		}
-		d.msg.Trailer = tr
+		// Trailers are rare: their text and fields get plain allocations.
+		d.msg.Trailer = h.header(make(Header, len(h.fields)), string(h.block))
 	}
 	w.buf = w.buf[:0]
 	d.finishMessage()
