@@ -3,8 +3,12 @@
 package forwarder
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"mime"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -23,24 +27,24 @@ const SessionTokenHeader = "X-OTAS-Agent-Session-Token"
 // Event is one OTAS event: the fields of the backend's ingestion contract plus
 // the sniffer's metadata.
 type Event struct {
-	ProjectID           string         `json:"project_id"`
-	Path                string         `json:"path"`
-	Method              string         `json:"method"`
-	StatusCode          int            `json:"status_code"`
-	LatencyMS           float64        `json:"latency_ms"`
-	RequestSizeBytes    int64          `json:"request_size_bytes"`
-	ResponseSizeBytes   int64          `json:"response_size_bytes"`
-	RequestHeaders      string         `json:"request_headers"`
-	RequestBody         string         `json:"request_body"`
-	QueryParams         string         `json:"query_params"`
-	PostData            string         `json:"post_data"`
-	ResponseHeaders     string         `json:"response_headers"`
-	ResponseBody        string         `json:"response_body"`
-	RequestContentType  string         `json:"request_content_type"`
-	ResponseContentType string         `json:"response_content_type"`
-	CustomProperties    map[string]any `json:"custom_properties"`
-	Error               string         `json:"error"`
-	Metadata            Metadata       `json:"metadata"`
+	ProjectID           string     `json:"project_id"`
+	Path                string     `json:"path"`
+	Method              string     `json:"method"`
+	StatusCode          int        `json:"status_code"`
+	LatencyMS           float64    `json:"latency_ms"`
+	RequestSizeBytes    int64      `json:"request_size_bytes"`
+	ResponseSizeBytes   int64      `json:"response_size_bytes"`
+	RequestHeaders      string     `json:"request_headers"`
+	RequestBody         string     `json:"request_body"`
+	QueryParams         string     `json:"query_params"`
+	PostData            string     `json:"post_data"`
+	ResponseHeaders     string     `json:"response_headers"`
+	ResponseBody        string     `json:"response_body"`
+	RequestContentType  string     `json:"request_content_type"`
+	ResponseContentType string     `json:"response_content_type"`
+	CustomProperties    Properties `json:"custom_properties"`
+	Error               string     `json:"error"`
+	Metadata            Metadata   `json:"metadata"`
 
 	// SessionToken is the agent session token taken from the request. It is a
 	// credential: never serialised, only sent as the upload header.
@@ -59,12 +63,13 @@ type encodedString struct {
 	json []byte
 }
 
-func encodeString(s string) encodedString {
+// encodeString escapes s into sl (its own allocation when long).
+func encodeString(sl *slab, s string) encodedString {
 	if s == "" {
 		return encodedString{}
 	}
 	// Dense JSON grows by a quarter when escaped; the rest is the room the last chunk reserves.
-	return encodedString{src: s, json: appendStringJSON(make([]byte, 0, len(s)+len(s)/3+130), s, false)}
+	return encodedString{src: s, json: sl.bytes(appendStringJSON(sl.free(len(s)+len(s)/3+130), s, false))}
 }
 
 // appendStringJSONCached appends s as a JSON string, from c when it holds s.
@@ -73,6 +78,26 @@ func appendStringJSONCached(b []byte, s string, html bool, c encodedString) []by
 		return append(b, c.json...)
 	}
 	return appendStringJSON(b, s, html)
+}
+
+// Properties are an event's custom properties. Nil, as Build leaves them (a
+// map per event adds up), is encoded as {} like an empty map; make one before
+// adding to it.
+type Properties map[string]any
+
+// MarshalJSON writes p as encoding/json writes a map[string]any, and nil as {}.
+func (p Properties) MarshalJSON() ([]byte, error) {
+	if len(p) == 0 {
+		return []byte("{}"), nil
+	}
+	// No HTML escaping here: the caller's encoder applies its own setting to the result.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(map[string]any(p)); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
 }
 
 // Metadata is what the sniffer knows that the middleware never did.
@@ -101,36 +126,35 @@ type Metadata struct {
 }
 
 // newEvent builds the event for one exchange that the Redactor has already
-// redacted, cutting bodies at bodyLimit bytes. sessionToken is the token taken from
-// the request before redaction.
-func newEvent(ex *httpparse.Exchange, sessionToken string, bodyLimit int) *Event {
+// redacted, cutting bodies at bodyLimit bytes, its small strings taken from sl.
+// sessionToken is the token taken from the request before redaction.
+func newEvent(ex *httpparse.Exchange, sessionToken string, bodyLimit int, sl *slab) *Event {
 	req := ex.Request
 	ev := &Event{
-		Method:           req.Method,
-		CustomProperties: map[string]any{},
-		Error:            ex.Error,
-		SessionToken:     sessionToken,
-		RequestHeaders:   headersJSON(req.Header),
-		ResponseHeaders:  "{}",
+		Method:          req.Method,
+		Error:           ex.Error,
+		SessionToken:    sessionToken,
+		RequestHeaders:  sl.string(appendHeadersJSON(sl.free(headersJSONSize(req.Header)), req.Header)),
+		ResponseHeaders: "{}",
 	}
 	path, rawQuery := splitTarget(req.Target)
 	ev.Path = path
-	ev.QueryParams = valuesJSON(parseQuery(rawQuery))
+	ev.QueryParams = sl.string(appendQueryJSON(sl.free(queryJSONSize(rawQuery)), rawQuery))
 	ev.RequestSizeBytes = req.BodySize
 	reqBody, reqCut := cut(req.Body, bodyLimit)
 	ev.RequestBody = reqBody
 	ev.RequestContentType = req.Header.Get("Content-Type")
 	ev.PostData = "{}"
 	if isForm(ev.RequestContentType) {
-		ev.PostData = valuesJSON(parseQuery(reqBody))
+		ev.PostData = sl.string(appendQueryJSON(sl.free(queryJSONSize(reqBody)), reqBody))
 	}
 
 	md := &ev.Metadata
-	md.EventID = newEventID()
+	md.EventID = sl.string(appendEventID(sl.free(uuidLen)))
 	md.RequestTime = req.Start.UTC()
 	md.RequestEndTime = req.End.UTC()
-	md.Client = ex.Client.String()
-	md.Server = ex.Server.String()
+	md.Client = addrPortString(sl, ex.Client)
+	md.Server = addrPortString(sl, ex.Server)
 	md.Host = req.Header.Get("Host")
 	md.HTTPVersion = req.Proto
 	md.Source = ex.Source
@@ -151,7 +175,7 @@ func newEvent(ex *httpparse.Exchange, sessionToken string, bodyLimit int) *Event
 		respBody, respCut := cut(resp.Body, bodyLimit)
 		ev.ResponseBody = respBody
 		ev.ResponseContentType = resp.Header.Get("Content-Type")
-		ev.ResponseHeaders = headersJSON(resp.Header)
+		ev.ResponseHeaders = sl.string(appendHeadersJSON(sl.free(headersJSONSize(resp.Header)), resp.Header))
 		md.ResponseTime = resp.End.UTC()
 		md.ResponseStartTime = resp.Start.UTC()
 		md.ResponseBodyTruncated = resp.BodyTruncated || respCut
@@ -159,6 +183,14 @@ func newEvent(ex *httpparse.Exchange, sessionToken string, bodyLimit int) *Event
 		md.Anomalies = append(md.Anomalies, resp.Anomalies...)
 	}
 	return ev
+}
+
+// addrPortString is p.String(), its bytes taken from sl.
+func addrPortString(sl *slab, p netip.AddrPort) string {
+	if !p.IsValid() {
+		return "invalid AddrPort" // what String says; AppendTo writes nothing
+	}
+	return sl.string(p.AppendTo(sl.free(len("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%enp5s0]:65535"))))
 }
 
 // splitTarget splits a request target into path and raw query. An absolute-form
@@ -192,6 +224,111 @@ func parseQuery(raw string) url.Values {
 	return v
 }
 
+// maxQueryPairs is how many name=value pairs appendQueryJSON sorts on the
+// stack; a longer query or form takes the url.ParseQuery path.
+const maxQueryPairs = 32
+
+// queryJSONSize is about how long appendQueryJSON makes raw.
+func queryJSONSize(raw string) int {
+	return len(raw) + len(raw)/8 + 16
+}
+
+// appendQueryJSON appends valuesJSON(parseQuery(raw)), names sorted and each
+// name's values in order, without building the url.Values map.
+func appendQueryJSON(b []byte, raw string) []byte {
+	if strings.Count(raw, "&") >= maxQueryPairs {
+		return append(b, valuesJSON(parseQuery(raw))...)
+	}
+	type pair struct{ name, value string }
+	// No append: growing onto the heap would take decoded along.
+	var stack [maxQueryPairs]pair
+	n := 0
+	// Decoded names and values with escapes; raw ones are views of raw.
+	var decoded [256]byte
+	dec := decoded[:0]
+	// As url.ParseQuery: fields are split on '&', and one that is empty, holds
+	// a ';' or does not unescape is left out.
+	for rest := raw; rest != ""; {
+		var field string
+		field, rest, _ = strings.Cut(rest, "&")
+		if field == "" || strings.IndexByte(field, ';') >= 0 {
+			continue
+		}
+		name, value, _ := strings.Cut(field, "=")
+		var ok bool
+		if name, dec, ok = queryUnescape(dec, name); !ok {
+			continue
+		}
+		if value, dec, ok = queryUnescape(dec, value); !ok {
+			continue
+		}
+		stack[n] = pair{name, value}
+		n++
+	}
+	pairs := stack[:n]
+	// An insertion sort: stable, so that a name's values keep their order, and
+	// unlike slices.SortStableFunc's indirect calls it lets decoded stay on the stack.
+	for i := 1; i < len(pairs); i++ {
+		for j := i; j > 0 && pairs[j].name < pairs[j-1].name; j-- {
+			pairs[j], pairs[j-1] = pairs[j-1], pairs[j]
+		}
+	}
+	b = append(b, '{')
+	for i, p := range pairs {
+		if i > 0 && p.name == pairs[i-1].name {
+			b = append(b, ',') // the name's next value
+		} else {
+			if i > 0 {
+				b = append(b, "],"...)
+			}
+			b = appendStringJSON(b, p.name, true)
+			b = append(b, ":["...)
+		}
+		b = appendStringJSON(b, p.value, true)
+	}
+	if len(pairs) > 0 {
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// queryUnescape is url.QueryUnescape, false when s is not well-formed; an s
+// with escapes is decoded onto the end of buf, and the result is a view of
+// those bytes, which the caller must not write again.
+func queryUnescape(buf []byte, s string) (string, []byte, bool) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, buf, true
+	}
+	start := len(buf)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			buf = append(buf, ' ')
+		case '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return "", buf[:start], false
+			}
+			buf = append(buf, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			buf = append(buf, c)
+		}
+	}
+	// buf may have moved when it grew; bytes written before stay where they were.
+	return unsafe.String(&buf[start], len(buf)-start), buf, true
+}
+
+// unhex is the value of a hex digit c (isHex).
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
 func isForm(contentType string) bool {
 	if strings.IndexByte(contentType, ';') < 0 {
 		return mediaType(contentType) == "application/x-www-form-urlencoded" // no parameters to be invalid
@@ -223,12 +360,25 @@ func sharedString(b []byte) string {
 	return unsafe.String(&b[0], len(b))
 }
 
-// newEventID returns a random (version 4) UUID, as uuid.NewString does but
-// with one allocation instead of two: one per event adds up.
-func newEventID() string {
+// uuidLen is the length of a UUID's text form.
+const uuidLen = len("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
+
+// appendEventID appends a random (version 4) UUID in the form uuid.NewString
+// returns.
+func appendEventID(b []byte) []byte {
 	var u uuid.UUID
 	_, _ = rand.Read(u[:])  // crypto/rand.Read never fails (Go 1.24+)
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
-	return u.String()
+	var text [uuidLen]byte
+	hex.Encode(text[0:8], u[0:4])
+	text[8] = '-'
+	hex.Encode(text[9:13], u[4:6])
+	text[13] = '-'
+	hex.Encode(text[14:18], u[6:8])
+	text[18] = '-'
+	hex.Encode(text[19:23], u[8:10])
+	text[23] = '-'
+	hex.Encode(text[24:], u[10:])
+	return append(b, text[:]...)
 }

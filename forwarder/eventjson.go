@@ -77,11 +77,7 @@ func (ev *Event) appendFast(b []byte, html bool) ([]byte, error) {
 		b = append(b, f.key...)
 		b = appendStringJSONCached(b, f.val, html, f.cache)
 	}
-	if ev.CustomProperties == nil {
-		b = append(b, `,"custom_properties":null`...)
-	} else {
-		b = append(b, `,"custom_properties":{}`...)
-	}
+	b = append(b, `,"custom_properties":{}`...) // empty or nil: Properties.MarshalJSON
 	b = append(b, `,"error":`...)
 	b = appendStringJSON(b, ev.Error, html)
 	b = append(b, `,"metadata":`...)
@@ -289,21 +285,28 @@ func reserve(buf []byte, j, n int) []byte {
 	return g[:cap(g)]
 }
 
-// maxStackFields is how many header fields headersJSON sorts without allocating.
+// maxStackFields is how many header fields appendHeadersJSON sorts without allocating.
 const maxStackFields = 48
 
-// headersJSON encodes header fields as a JSON object of name to value, names
-// sorted, as json.Marshal of a map[string]string would; repeated fields are
-// joined with ", " as RFC 9110 allows.
-func headersJSON(h httpparse.Header) string {
+// headersJSONSize is about how long appendHeadersJSON makes h.
+func headersJSONSize(h httpparse.Header) int {
+	size := 2
+	for _, f := range h {
+		size += len(f.Name) + len(f.Value) + 6
+	}
+	return size + size/8
+}
+
+// appendHeadersJSON appends header fields as a JSON object of name to value,
+// names sorted, as json.Marshal of a map[string]string would; repeated fields
+// are joined with ", " as RFC 9110 allows.
+func appendHeadersJSON(b []byte, h httpparse.Header) []byte {
 	var stack [maxStackFields]httpparse.Field
 	merged := stack[:0]
 	if len(h) > len(stack) {
 		merged = make([]httpparse.Field, 0, len(h))
 	}
-	size := 2
 	for _, f := range h {
-		size += len(f.Name) + len(f.Value) + 6
 		if i := slices.IndexFunc(merged, func(m httpparse.Field) bool { return m.Name == f.Name }); i >= 0 {
 			merged[i].Value += ", " + f.Value
 			continue
@@ -311,11 +314,6 @@ func headersJSON(h httpparse.Header) string {
 		merged = append(merged, f)
 	}
 	slices.SortFunc(merged, func(a, b httpparse.Field) int { return strings.Compare(a.Name, b.Name) })
-	var buf [1024]byte
-	b := buf[:0]
-	if size > len(buf) {
-		b = make([]byte, 0, size+size/8)
-	}
 	b = append(b, '{')
 	for i, f := range merged {
 		if i > 0 {
@@ -325,7 +323,7 @@ func headersJSON(h httpparse.Header) string {
 		b = append(b, ':')
 		b = appendStringJSON(b, f.Value, true)
 	}
-	return string(append(b, '}'))
+	return append(b, '}')
 }
 
 // valuesJSON encodes parsed query or form values as json.Marshal does a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/otas/otas-sniff/httpparse"
@@ -42,6 +43,8 @@ type Forwarder struct {
 	sinks  []Sink
 	events atomic.Uint64
 	errors atomic.Uint64
+	// slabs hold *slab: one per Build call in progress.
+	slabs sync.Pool
 }
 
 // New returns a Forwarder writing to sinks.
@@ -71,14 +74,19 @@ func (f *Forwarder) Event(ex *httpparse.Exchange) *Event {
 func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
 	f.opts.Redactor.Redact(ex)
-	ev := newEvent(ex, token, f.opts.BodyLimit)
+	sl, _ := f.slabs.Get().(*slab)
+	if sl == nil {
+		sl = new(slab)
+	}
+	defer f.slabs.Put(sl)
+	ev := newEvent(ex, token, f.opts.BodyLimit, sl)
 	if f.opts.Prepare != nil {
 		f.opts.Prepare(ev)
 	}
 	// Escaping the bodies is most of encoding an event: done here, it runs on
 	// the parallel workers rather than the one goroutine that writes the sinks.
-	ev.requestBodyJSON = encodeString(ev.RequestBody)
-	ev.responseBodyJSON = encodeString(ev.ResponseBody)
+	ev.requestBodyJSON = encodeString(sl, ev.RequestBody)
+	ev.responseBodyJSON = encodeString(sl, ev.ResponseBody)
 	return ev
 }
 

@@ -211,7 +211,11 @@ func (r *Redactor) redactTarget(target string) string {
 	if h := strings.IndexByte(target[q:], '#'); h >= 0 {
 		end = q + h
 	}
-	red := r.redactForm(target[q+1 : end])
+	raw := target[q+1 : end]
+	red := r.redactForm(raw)
+	if red == raw {
+		return target // nothing redacted: no new string (redactForm returns raw itself)
+	}
 	return target[:q+1] + red + target[end:]
 }
 
@@ -255,18 +259,25 @@ func (r *Redactor) redactPair(pair string) (string, bool) {
 	if !hasValue || value == "" {
 		return pair, false
 	}
-	key, err := url.QueryUnescape(name)
-	if err != nil {
+	// Name and value are decoded on the stack (as url.QueryUnescape, raw when
+	// malformed): most pairs have nothing to redact and need no copy.
+	var buf [256]byte
+	key, rest, ok := queryUnescape(buf[:0], name)
+	if !ok {
 		key = name
 	}
 	if lookupFold(r.params, key) {
 		return name + "=" + Redacted, true
 	}
-	dec, err := url.QueryUnescape(value)
-	if err != nil {
+	dec, _, ok := queryUnescape(rest, value)
+	if !ok {
 		dec = value
 	}
-	if red := r.redactText(readOnlyBytes(dec)); red != nil {
+	if !r.mayMatch(readOnlyBytes(dec)) {
+		return pair, false
+	}
+	// A copy, so that buf stays on the stack: the patterns may keep their input.
+	if red := r.redactText([]byte(dec)); red != nil {
 		return name + "=" + url.QueryEscape(string(red)), true
 	}
 	return pair, false
