@@ -171,3 +171,23 @@ func TestRedactPairMatchesQueryUnescape(t *testing.T) {
 		assert.Equal(t, reference(pair), got, pair)
 	}
 }
+
+// With PathTemplates, Build fills the template PathTemplate gives, from the
+// slab when it differs from the path; events built later do not overwrite the
+// templates of earlier ones.
+func TestBuildPathTemplates(t *testing.T) {
+	f := New(Options{PathTemplates: true})
+	targets := []string{"/api/v1/orders", "/api/v1/users/42/orders?page=2", "/img/1234.png", "*", "/a/9f1c0e4a-77b2-4c1e-9a0b-2d9e1f3c5a77/b/7"}
+	var events []*Event
+	for i := range 200 {
+		target := targets[i%len(targets)]
+		events = append(events, f.Build(&httpparse.Exchange{Request: &httpparse.Message{Method: "GET", Target: target}}))
+	}
+	for i, ev := range events {
+		target := targets[i%len(targets)]
+		assert.Equal(t, PathTemplate(target), ev.Metadata.PathTemplate, target)
+	}
+	assert.Equal(t, "/api/v1/users/{id}/orders", events[1].Metadata.PathTemplate)
+	assert.Equal(t, "/img/{id}.png", events[2].Metadata.PathTemplate)
+	assert.Empty(t, New(Options{}).Build(&httpparse.Exchange{Request: &httpparse.Message{Method: "GET", Target: "/a/1"}}).Metadata.PathTemplate)
+}

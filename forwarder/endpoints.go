@@ -94,6 +94,9 @@ func (s *EndpointStats) Observe(ev *Event) {
 			st = &s.other
 		} else {
 			st = &endpointStat{}
+			// Event strings share buffers (message heads, event slabs): a key
+			// kept for the whole run must not keep those alive.
+			key = endpointKey{method: strings.Clone(key.method), path: strings.Clone(key.path)}
 			s.byEndpoint[key] = st
 		}
 	}

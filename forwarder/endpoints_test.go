@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -274,5 +276,22 @@ func TestFormatLatency(t *testing.T) {
 		t.Run(tt.want, func(t *testing.T) {
 			assert.Equal(t, tt.want, formatLatency(tt.d))
 		})
+	}
+}
+
+// The table keeps copies of its keys: event strings share the buffers of the
+// messages and of the event slabs, which a key kept for the whole run must not
+// hold.
+func TestEndpointKeysAreCopies(t *testing.T) {
+	s := NewEndpointStats(io.Discard, 10)
+	ev := &Event{Method: "GET", Path: "/api/users/42", Metadata: Metadata{PathTemplate: "/api/users/{id}"}, StatusCode: 200}
+	s.Observe(ev)
+	s.Observe(ev)
+	require.Len(t, s.byEndpoint, 1)
+	for key, st := range s.byEndpoint {
+		assert.Equal(t, endpointKey{method: "GET", path: "/api/users/{id}"}, key)
+		assert.NotSame(t, unsafe.StringData(ev.Metadata.PathTemplate), unsafe.StringData(key.path))
+		assert.NotSame(t, unsafe.StringData(ev.Method), unsafe.StringData(key.method))
+		assert.Equal(t, 2, st.count)
 	}
 }

@@ -32,8 +32,11 @@ type Options struct {
 	Enrich func(*Event)
 	// Prepare, when set, adds to an event as Build makes it; unlike Enrich it
 	// may run on several goroutines at once, so it must be a pure function of
-	// the event (path templates).
+	// the event.
 	Prepare func(*Event)
+	// PathTemplates fills each event's Metadata.PathTemplate (PathTemplate of
+	// its path) as Build makes it.
+	PathTemplates bool
 }
 
 // Forwarder redacts each exchange, turns it into an event and writes it to every
@@ -80,6 +83,14 @@ func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	}
 	defer f.slabs.Put(sl)
 	ev := newEvent(ex, token, f.opts.BodyLimit, sl)
+	if f.opts.PathTemplates {
+		// Most paths are their own template: only a changed one takes room.
+		path := withoutQuery(ev.Path)
+		ev.Metadata.PathTemplate = path
+		if t, changed := appendPathTemplate(sl.free(len(path)+2*len(IDPlaceholder)), path); changed {
+			ev.Metadata.PathTemplate = sl.string(t)
+		}
+	}
 	if f.opts.Prepare != nil {
 		f.opts.Prepare(ev)
 	}

@@ -22,18 +22,51 @@ const IDPlaceholder = "{id}"
 // (/img/1234.png → /img/{id}.png). The query, if any, is dropped: a template names
 // an endpoint, not a call.
 func PathTemplate(path string) string {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
-	}
-	if !strings.HasPrefix(path, "/") {
-		// "*" (OPTIONS) or an authority (CONNECT) is no path to template.
+	path = withoutQuery(path)
+	var buf [256]byte
+	t, changed := appendPathTemplate(buf[:0], path)
+	if !changed {
 		return path
 	}
-	segments := strings.Split(path, "/")
-	for i, seg := range segments {
-		segments[i] = templateSegment(seg)
+	return string(t)
+}
+
+// withoutQuery is path up to its query or fragment.
+func withoutQuery(path string) string {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		return path[:i]
 	}
-	return strings.Join(segments, "/")
+	return path
+}
+
+// appendPathTemplate appends the template of path (without a query) to dst and
+// reports true, or returns dst as it is and false when the template is path
+// itself: most paths then cost no allocation.
+func appendPathTemplate(dst []byte, path string) ([]byte, bool) {
+	if !strings.HasPrefix(path, "/") {
+		// "*" (OPTIONS) or an authority (CONNECT) is no path to template.
+		return dst, false
+	}
+	copied := 0 // path[:copied] is in dst
+	for start := 0; start <= len(path); {
+		end := strings.IndexByte(path[start:], '/')
+		if end < 0 {
+			end = len(path)
+		} else {
+			end += start
+		}
+		if keep := templateSegment(path[start:end]); keep >= 0 {
+			dst = append(dst, path[copied:start]...)
+			dst = append(dst, IDPlaceholder...)
+			dst = append(dst, path[end-keep:end]...)
+			copied = end
+		}
+		start = end + 1
+	}
+	if copied == 0 {
+		return dst, false
+	}
+	return append(dst, path[copied:]...), true
 }
 
 // SetPathTemplate fills ev.Metadata.PathTemplate from ev.Path; it fits
@@ -42,20 +75,20 @@ func SetPathTemplate(ev *Event) {
 	ev.Metadata.PathTemplate = PathTemplate(ev.Path)
 }
 
-func templateSegment(seg string) string {
+// templateSegment says how seg is templated: -1 when it is kept, else how many
+// of its last bytes follow the placeholder (a file name's extension, or 0).
+func templateSegment(seg string) int {
 	if seg == "" {
-		return seg
+		return -1
 	}
 	// A file name: template the stem, keep the extension.
-	if dot := strings.LastIndexByte(seg, '.'); dot > 0 && isExtension(seg[dot+1:]) {
-		if isIDValue(seg[:dot]) {
-			return IDPlaceholder + seg[dot:]
-		}
+	if dot := strings.LastIndexByte(seg, '.'); dot > 0 && isExtension(seg[dot+1:]) && isIDValue(seg[:dot]) {
+		return len(seg) - dot
 	}
 	if isIDValue(seg) {
-		return IDPlaceholder
+		return 0
 	}
-	return seg
+	return -1
 }
 
 // isExtension reports whether s looks like a file extension: 1 to 5 letters or
@@ -103,16 +136,18 @@ func isVersion(s string) bool {
 // isDottedNumber reports whether s is digits separated by single dots, with at
 // least minDots dots and at most three parts.
 func isDottedNumber(s string, minDots int) bool {
-	parts := strings.Split(s, ".")
-	if len(parts)-1 < minDots || len(parts) > 3 {
-		return false
-	}
-	for _, p := range parts {
-		if p == "" || len(p) > 4 || !isNumber(p) {
+	dots, part := 0, 0 // part: digits since the last dot
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '.' && part > 0:
+			dots, part = dots+1, 0
+		case isDigit(c) && part < 4:
+			part++
+		default:
 			return false
 		}
 	}
-	return true
+	return part > 0 && minDots <= dots && dots <= 2
 }
 
 func isNumber(s string) bool {
@@ -192,7 +227,7 @@ func isEmail(s string) bool {
 	at := strings.IndexByte(s, '@')
 	if at <= 0 {
 		// Percent-encoded @.
-		if i := strings.Index(strings.ToLower(s), "%40"); i > 0 {
+		if i := strings.Index(s, "%40"); i > 0 {
 			s = s[:i] + "@" + s[i+3:]
 			at = i
 		} else {

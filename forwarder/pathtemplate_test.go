@@ -100,3 +100,27 @@ func TestIsHighEntropyToken(t *testing.T) {
 		})
 	}
 }
+
+// A path with nothing to template is returned as is, and one with ids is built
+// in one allocation: the template is made for every event.
+func TestPathTemplateAllocations(t *testing.T) {
+	for path, want := range map[string]float64{
+		"/api/v1/orders":                              0,
+		"/static/app.min.js":                          0,
+		"/api/v2.1/users/42876/orders/9f1c0e4a77b2":   1,
+		"/img/1234.png?size=2":                        1,
+		"/api/v1/users/ada%40example.com/orders/1001": 1,
+	} {
+		assert.Equal(t, want, testing.AllocsPerRun(100, func() { PathTemplate(path) }), path)
+	}
+}
+
+func BenchmarkPathTemplate(b *testing.B) {
+	paths := []string{"/api/v1/orders", "/api/v1/users/42876/orders", "/api/v2.1/items/9f1c0e4a-77b2-4c1e-9a0b-2d9e1f3c5a77/reviews"}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, p := range paths {
+			PathTemplate(p)
+		}
+	}
+}

@@ -76,13 +76,14 @@ func (b *bodySink) write(p []byte) {
 		b.cut = true
 	}
 	if need := len(b.raw) + len(p); need > cap(b.raw) {
-		// Doubling, but never past the declared length or the limit: the
-		// buffer holds at most twice the bytes that came.
+		// Four times larger (at first bodyReserve), but never past the
+		// declared length or the limit: the buffer holds at most four times
+		// the bytes that came, or bodyReserve.
 		bound := b.limit
 		if b.expected > 0 {
 			bound = int(min(b.expected, int64(b.limit)))
 		}
-		b.raw = append(make([]byte, 0, max(need, min(2*cap(b.raw), bound))), b.raw...)
+		b.raw = append(make([]byte, 0, max(need, min(max(4*cap(b.raw), bodyReserve), bound))), b.raw...)
 	}
 	b.raw = append(b.raw, p...)
 }
@@ -125,7 +126,15 @@ func (b *bodySink) finish(m *Message, c *counters, dec *decoders) {
 // decoders keeps gzip readers for reuse: setting one up costs tens of
 // kilobytes, more than decoding a typical API body. Safe for concurrent use.
 type decoders struct {
-	gzip sync.Pool // of *gzip.Reader
+	gzip sync.Pool // of *gzipDecoder
+}
+
+// gzipDecoder is a gzip reader with the readers it reads through, reused
+// together so that decoding a body allocates only its output.
+type gzipDecoder struct {
+	zr  *gzip.Reader
+	src bytes.Reader
+	lim io.LimitedReader
 }
 
 // decode decodes raw per coding, producing at most limit bytes so that a
@@ -133,27 +142,37 @@ type decoders struct {
 // the body, so an unexpected end of the compressed data is not an error.
 func (d *decoders) decode(coding string, raw []byte, limit int, rawCut bool) ([]byte, bool, error) {
 	var r io.Reader
+	var lim *io.LimitedReader
 	sizeHint := 4 * len(raw)
 	switch coding {
 	case "", "identity":
 		return raw, rawCut, nil
 	case "gzip", "x-gzip":
-		zr, _ := d.gzip.Get().(*gzip.Reader)
+		gd, _ := d.gzip.Get().(*gzipDecoder)
+		if gd == nil {
+			gd = new(gzipDecoder)
+		}
+		gd.src.Reset(raw)
 		var err error
-		if zr == nil {
-			zr, err = gzip.NewReader(bytes.NewReader(raw))
+		if gd.zr == nil {
+			gd.zr, err = gzip.NewReader(&gd.src)
 		} else {
-			err = zr.Reset(bytes.NewReader(raw))
+			err = gd.zr.Reset(&gd.src)
 		}
 		if err != nil {
 			return nil, false, fmt.Errorf("gzip: %w", err)
 		}
-		defer d.gzip.Put(zr)
+		defer func() {
+			// Pooled readers must not keep the body alive.
+			gd.src.Reset(nil)
+			gd.lim = io.LimitedReader{}
+			d.gzip.Put(gd)
+		}()
 		// A whole single-member body ends with its decoded size (RFC 1952 ISIZE).
 		if n := len(raw); !rawCut && n >= 18 {
 			sizeHint = int(binary.LittleEndian.Uint32(raw[n-4:]))
 		}
-		r = zr
+		r, lim = gd.zr, &gd.lim
 	case "deflate":
 		// RFC 9110 deflate is zlib-wrapped, but many servers send raw deflate.
 		if zr, err := zlib.NewReader(bytes.NewReader(raw)); err == nil {
@@ -167,7 +186,11 @@ func (d *decoders) decode(coding string, raw []byte, limit int, rawCut bool) ([]
 		// Unknown or stacked codings are kept as sent.
 		return raw, rawCut, nil
 	}
-	out, err := sizedread.ReadAll(io.LimitReader(r, int64(limit)+1), int64(min(max(sizeHint, 512), limit)))
+	if lim == nil {
+		lim = new(io.LimitedReader)
+	}
+	*lim = io.LimitedReader{R: r, N: int64(limit) + 1}
+	out, err := sizedread.ReadAll(lim, int64(min(max(sizeHint, 512), limit)))
 	if len(out) > limit {
 		return out[:limit], true, nil
 	}

@@ -199,9 +199,9 @@ func TestBodyLimits(t *testing.T) {
 	}
 }
 
-// TestBodySinkGrowth: a body's buffer grows with the bytes that came, at most
-// doubling, up to its declared length (exactly) or the limit, and keeps every
-// byte up to the limit whatever the piece sizes.
+// TestBodySinkGrowth: a body's buffer grows with the bytes that came (to at
+// most four times them, or bodyReserve), up to its declared length (exactly)
+// or the limit, and keeps every byte up to the limit whatever the piece sizes.
 func TestBodySinkGrowth(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
@@ -209,12 +209,13 @@ func TestBodySinkGrowth(t *testing.T) {
 		expected        int64
 		total, piece    int
 		wantLen, maxCap int
+		maxGrows        int // new buffers made
 	}{
-		{name: "declared, fits the reserve", limit: 100 << 10, reserve: 900, expected: 900, total: 900, piece: 100, wantLen: 900, maxCap: 900},
-		{name: "declared, larger than the reserve", limit: 100 << 10, reserve: 4096, expected: 20_000, total: 20_000, piece: 1448, wantLen: 20_000, maxCap: 20_000},
-		{name: "declared, over the limit", limit: 10_000, reserve: 4096, expected: 50_000, total: 50_000, piece: 1448, wantLen: 10_000, maxCap: 10_000},
-		{name: "chunked, no reserve", limit: 100 << 10, total: 30_000, piece: 1000, wantLen: 30_000, maxCap: 60_000},
-		{name: "chunked, over the limit", limit: 5000, total: 30_000, piece: 700, wantLen: 5000, maxCap: 5000},
+		{name: "declared, fits the reserve", limit: 100 << 10, reserve: 900, expected: 900, total: 900, piece: 100, wantLen: 900, maxCap: 900, maxGrows: 0},
+		{name: "declared, larger than the reserve", limit: 100 << 10, reserve: 4096, expected: 20_000, total: 20_000, piece: 1448, wantLen: 20_000, maxCap: 20_000, maxGrows: 2},
+		{name: "declared, over the limit", limit: 10_000, reserve: 4096, expected: 50_000, total: 50_000, piece: 1448, wantLen: 10_000, maxCap: 10_000, maxGrows: 1},
+		{name: "chunked, no reserve", limit: 100 << 10, total: 30_000, piece: 1000, wantLen: 30_000, maxCap: 4 * 30_000, maxGrows: 3},
+		{name: "chunked, over the limit", limit: 5000, total: 30_000, piece: 700, wantLen: 5000, maxCap: 5000, maxGrows: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var raw []byte
@@ -224,10 +225,16 @@ func TestBodySinkGrowth(t *testing.T) {
 			var b bodySink
 			b.reset(tc.limit, "", raw, tc.expected)
 			want := bytes.Repeat([]byte("0123456789abcdef"), tc.total/16+1)[:tc.total]
+			grows := 0
 			for off := 0; off < tc.total; off += tc.piece {
+				before := cap(b.raw)
 				b.write(want[off:min(off+tc.piece, tc.total)])
-				assert.LessOrEqual(t, cap(b.raw), max(tc.reserve, 2*len(b.raw)), "at most twice what came")
+				if cap(b.raw) != before {
+					grows++
+				}
+				assert.LessOrEqual(t, cap(b.raw), max(tc.reserve, bodyReserve, 4*len(b.raw)), "at most four times what came")
 			}
+			assert.LessOrEqual(t, grows, tc.maxGrows, "new buffers")
 			assert.Equal(t, want[:tc.wantLen], b.raw)
 			assert.LessOrEqual(t, cap(b.raw), tc.maxCap)
 			assert.EqualValues(t, tc.total, b.size)

@@ -69,9 +69,10 @@ func bareLoop(b *testing.B, path string) (packets, bytes uint64) {
 }
 
 // fullPipeline replays the file through every stage, with workers goroutines
-// reassembling and parsing, into a JSONL sink that discards its output.
+// reassembling and parsing, into a JSONL sink that discards its output, with
+// path templates made as the binary makes them.
 func fullPipeline(b *testing.B, path string, workers int) (packets, fileBytes, exchanges uint64) {
-	fwd := forwarder.New(forwarder.Options{}, forwarder.NewJSONLWriter("discard", io.Discard))
+	fwd := forwarder.New(forwarder.Options{PathTemplates: true}, forwarder.NewJSONLWriter("discard", io.Discard))
 	packets, fileBytes, exchanges, _ = replayInto(b, path, workers, fwd)
 	return packets, fileBytes, exchanges
 }
@@ -160,7 +161,7 @@ func BenchmarkReplayOTAS(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		fwd := forwarder.New(forwarder.Options{Enrich: func(ev *forwarder.Event) { ev.SessionToken = token }}, sink)
+		fwd := forwarder.New(forwarder.Options{PathTemplates: true, Enrich: func(ev *forwarder.Event) { ev.SessionToken = token }}, sink)
 		start = time.Now()
 		_, _, _, closeDur := replayInto(b, path, 1, fwd)
 		otasDur += time.Since(start)

@@ -103,5 +103,5 @@ func buildForwarder(ctx context.Context, cfg *sinkConfig) (*forwarder.Forwarder,
 	// Path templates are pure, so they are added where events are built (in
 	// parallel); cfg.enrich runs where they are written.
 	return forwarder.New(forwarder.Options{BodyLimit: cfg.maxBody, Redactor: cfg.redactor,
-		Prepare: forwarder.SetPathTemplate, Enrich: cfg.enrich}, sinks...), nil
+		PathTemplates: true, Enrich: cfg.enrich}, sinks...), nil
 }
