@@ -19,9 +19,10 @@ type slab struct {
 
 const (
 	// slabChunk holds the strings of a few typical events, escaped bodies of
-	// up to 16 KiB included (16 KiB chunks left half the bodies of API traffic
-	// to their own allocations).
-	slabChunk = 64 << 10
+	// up to 8 KiB included: 16 KiB chunks left half the bodies of API traffic
+	// to their own allocations, and past 32 KiB a chunk is a large object,
+	// slower to allocate (64 KiB cost twice the CPU).
+	slabChunk = 32 << 10
 	// slabMax is the largest value put in a chunk, so that a chunk holds at
 	// least four and wastes at most a quarter of itself when a value does not fit.
 	slabMax = slabChunk / 4
