@@ -487,3 +487,31 @@ func TestResponseCutByClose(t *testing.T) {
 		},
 	})
 }
+
+// A message's head and body share one buffer, its strings viewing the head: a
+// body that outgrows the room reserved after the head (bodyReserve) moves to a
+// buffer of its own, and the head's strings stay as they were, however the
+// bytes came (whole, in MTU-sized pieces, one byte at a time).
+func TestHeadStringsSurviveBodyGrowth(t *testing.T) {
+	body := strings.Repeat(`{"id":12345,"name":"x"},`, 2*bodyReserve/24)
+	steps := []step{
+		cli(0, "POST /api/items?x=1 HTTP/1.1\r\nHost: api.test\r\nX-Trace: abc-123\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body),
+		srv(ms, "HTTP/1.1 201 Created\r\nX-Server: test\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body),
+	}
+	mtu, every := map[int]bool{}, map[int]bool{}
+	for k := 1; k < totalBytes(steps); k++ {
+		mtu[k] = k%1448 == 0
+		every[k] = true
+	}
+	for name, cuts := range map[string]map[int]bool{"whole": nil, "mtu": mtu, "bytes": every} {
+		r := replay(Options{}, steps, reassembly.Closed, cuts)
+		require.Len(t, r.exchanges, 1, name)
+		req, resp := r.exchanges[0].Request, r.exchanges[0].Response
+		assert.Equal(t, "/api/items?x=1", req.Target, name)
+		assert.Equal(t, Header{{Name: "Host", Value: "api.test"}, {Name: "X-Trace", Value: "abc-123"}, {Name: "Content-Length", Value: itoa(len(body))}}, req.Header, name)
+		assert.Equal(t, "Created", resp.Reason, name)
+		assert.Equal(t, "test", resp.Header.Get("X-Server"), name)
+		assert.Equal(t, body, string(req.Body), name)
+		assert.Equal(t, body, string(resp.Body), name)
+	}
+}
