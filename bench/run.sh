@@ -6,9 +6,11 @@
 #   4. memory: peak RSS with 100,000 connections each waiting for a response
 #   5. allocations per packet on the replay path
 #   6. replay into the otas sink against the in-process server
+#   3. live packet rates through a veth, both engines (bench/live-pps.sh): as
+#      root only (network namespaces); otherwise the table says so
 #
-# (3, live packet rates through a veth, is bench/live-pps.sh (root); not run here.)
-# Needs bin/otas-sniff (make build); installs tshark from Debian when missing.
+# Needs bin/otas-sniff (make build); installs tshark (and, as root, tcpreplay)
+# from Debian when missing.
 # BENCH_EXCHANGES sets the size of the generated capture (default 160000
 # exchanges, about 1M packets).
 set -euo pipefail
@@ -50,10 +52,21 @@ fig[tshark]=$(echo "$packets / $tshark_s" | bc)
 rss() { "$out/maxrss" -- bin/otas-sniff replay -q "$@" -o jsonl:/dev/null 2>&1 | grep -oE 'peak_rss_mb=[0-9.]+' | cut -d= -f2; }
 fig[rss]=$(rss "$pending")
 fig[rss_evict]=$(rss --max-streams 50000 "$pending")
+fig[rss_limit]=$(rss --memory-limit 230MiB "$pending")
 
 # 6: replay into the otas sink against the in-process server.
 go test ./cmd/otas-sniff -run '^$' -bench '^BenchmarkReplayOTAS$' -benchtime 1x | tee "$out/otas.txt"
-fig[otas]=$(grep -oE '[0-9.e+]+ otas-vs-discard' "$out/otas.txt" | cut -d' ' -f1)
+otas_metric() { grep -oE "[0-9.e+-]+ $1( |$)" "$out/otas.txt" | head -1 | cut -d' ' -f1; }
+fig[otas]=$(otas_metric otas-vs-discard)
+fig[otas_wait]=$(otas_metric otas-queue-wait-share)
+fig[otas_drain]=$(otas_metric otas-drain-share)
+
+# 3: live, as root.
+live="needs root: run sudo make bench"
+if [ "$(id -u)" = 0 ]; then
+	RATES=${RATES:-"50000 100000 200000"} bench/live-pps.sh | tee "$out/live.txt"
+	live="see the table below"
+fi
 
 printf '\n| figure | measured | goal |\n| --- | --- | --- |\n'
 printf '| cores | %s | |\n' "$(nproc)"
@@ -66,5 +79,13 @@ printf '| replay, all cores, packets/s | %.0f | |\n' "${fig[all]}"
 printf '| all cores / one core | %.2fx | >= 1.6x |\n' "${fig[speedup]}"
 printf '| allocations per packet | %.2f | <= 1 |\n' "${fig[allocs]}"
 printf '| peak RSS, 100k waiting connections, MB | %s | <= 256 |\n' "${fig[rss]}"
+printf '| same, --memory-limit 230MiB, MB | %s | <= 256 |\n' "${fig[rss_limit]}"
 printf '| same, --max-streams 50000, MB | %s | |\n' "${fig[rss_evict]}"
 printf '| replay into otas (in-process server) / into a discarding sink | %s | ~1 |\n' "${fig[otas]}"
+printf '| share of the otas replay waiting for room in the upload queue | %s | ~0 |\n' "${fig[otas_wait]}"
+printf '| share of the otas replay draining the queue at the end | %s | |\n' "${fig[otas_drain]}"
+printf '| live: exchanges emitted / in file at 50k-200k packets/s | %s | lossless at 200k |\n' "$live"
+if [ -s "$out/live.txt" ] && [ "$(id -u)" = 0 ]; then
+	printf '\n'
+	cat "$out/live.txt"
+fi
