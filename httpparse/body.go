@@ -47,7 +47,7 @@ func notKeptType(ct []byte) string {
 	// ASCII case folding suffices: no other letter lower-cases to one of these.
 	ct = bytes.TrimSpace(ct)
 	for _, mt := range [...]string{"multipart/form-data", "application/octet-stream"} {
-		if equalFoldBytes(ct, mt) {
+		if equalFold(ct, mt) {
 			return mt
 		}
 	}
@@ -59,7 +59,7 @@ func notKeptType(ct []byte) string {
 func decodes(coding []byte) bool {
 	coding = bytes.TrimSpace(coding)
 	for _, c := range [...]string{"gzip", "x-gzip", "deflate", "br"} {
-		if equalFoldBytes(coding, c) {
+		if equalFold(coding, c) {
 			return true
 		}
 	}

@@ -42,7 +42,9 @@ func (h Header) appendValues(dst []string, name string) []string {
 	return dst
 }
 
-func equalFold(a, b string) bool {
+// equalFold reports whether a and b are equal under ASCII case folding (all
+// that HTTP field names and tokens need).
+func equalFold[T string | []byte](a T, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}

@@ -134,7 +134,7 @@ func (h *rawHead) value(i int) []byte {
 // get returns the first value of the named field (case-insensitive), or nil.
 func (h *rawHead) get(name string) []byte {
 	for i, f := range h.fields {
-		if equalFoldBytes(h.at(f.name), name) {
+		if equalFold(h.at(f.name), name) {
 			return h.value(i)
 		}
 	}
@@ -143,7 +143,7 @@ func (h *rawHead) get(name string) []byte {
 
 func (h *rawHead) appendValues(dst [][]byte, name string) [][]byte {
 	for i, f := range h.fields {
-		if equalFoldBytes(h.at(f.name), name) {
+		if equalFold(h.at(f.name), name) {
 			dst = append(dst, h.value(i))
 		}
 	}
@@ -169,25 +169,6 @@ func (h *rawHead) header(fields Header, text string) Header {
 		fields[i] = Field{Name: text[f.name.off:f.name.end], Value: v}
 	}
 	return fields
-}
-
-func equalFoldBytes(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		cb, cs := b[i], s[i]
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if 'A' <= cs && cs <= 'Z' {
-			cs += 'a' - 'A'
-		}
-		if cb != cs {
-			return false
-		}
-	}
-	return true
 }
 
 // parseRequestLine reads "METHOD SP target SP HTTP/1.x", the first line of h's
