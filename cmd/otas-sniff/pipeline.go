@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/otas/otas-sniff/capture"
 	"github.com/otas/otas-sniff/forwarder"
@@ -201,7 +202,7 @@ func (p *pipeline) flushAll(reason reassembly.CloseReason) {
 func (p *pipeline) broadcastTick(now time.Time, seq uint64) {
 	p.lastScan = now
 	for _, w := range p.workers {
-		w.filling.items = append(w.filling.items, workItem{kind: itemTick, seq: seq, now: now})
+		w.filling.items = append(w.filling.items, workItem{kind: itemTick, seq: seq, ci: gopacket.CaptureInfo{Timestamp: now}})
 	}
 }
 
@@ -345,6 +346,7 @@ type worker struct {
 	working *batch
 	seq     uint64
 	phase   uint8
+	tcp     layers.TCP // the segment being worked on
 }
 
 func newWorker(cfg pipelineConfig, fwd *forwarder.Forwarder) *worker {
@@ -373,16 +375,16 @@ func (w *worker) run() {
 			switch it.kind {
 			case itemSegment:
 				w.phase = 1
-				seg := &it.seg
 				// Decoded again from the batch's copy: layers.TCP keeps slices of
-				// the bytes it was decoded from (ports, payload).
-				if err := seg.TCP.DecodeFromBytes(b.data[it.off:it.off+it.n], gopacket.NilDecodeFeedback); err != nil {
+				// the bytes it was decoded from (ports, payload). Assemble keeps
+				// neither the header nor the bytes it does not copy.
+				if err := w.tcp.DecodeFromBytes(b.data[it.off:it.off+it.n], gopacket.NilDecodeFeedback); err != nil {
 					continue // decoded once already; cannot happen
 				}
-				w.asm.Assemble(seg.NetFlow, &seg.TCP, seg.CaptureInfo, seg.Source)
+				w.asm.Assemble(it.netFlow, &w.tcp, it.ci, it.source)
 			case itemTick:
 				w.phase = 0
-				w.asm.Tick(it.now)
+				w.asm.Tick(it.ci.Timestamp)
 			case itemFlush:
 				w.phase = 0
 				w.asm.FlushAll(it.reason)
@@ -419,15 +421,18 @@ const (
 )
 
 // workItem is one thing for a worker to do, at position seq of the capture.
+// Kept small (it was 856 bytes with a whole capture.Segment): the reader
+// writes one per packet.
 type workItem struct {
 	kind itemKind
 	seq  uint64
-	// seg is the segment, its TCP header and payload copied to data[off:off+n]
-	// of the batch and decoded when it is worked on.
-	seg    capture.Segment
-	off, n int
-	now    time.Time
-	reason reassembly.CloseReason
+	// A segment: its TCP header and payload are copied to data[off:off+n] of
+	// the batch and decoded when it is worked on. A tick's time is ci.Timestamp.
+	ci      gopacket.CaptureInfo
+	netFlow gopacket.Flow
+	source  string
+	off, n  int
+	reason  reassembly.CloseReason
 }
 
 // batch is one round of one worker: its work, with the segments' payloads
@@ -451,7 +456,7 @@ func (b *batch) addSegment(seg *capture.Segment, seq uint64) {
 	b.data = append(b.data, seg.TCP.Contents...)
 	b.data = append(b.data, seg.TCP.Payload...)
 	b.items = append(b.items, workItem{kind: itemSegment, seq: seq, off: off, n: len(b.data) - off,
-		seg: capture.Segment{CaptureInfo: seg.CaptureInfo, NetFlow: seg.NetFlow, Source: seg.Source}})
+		ci: seg.CaptureInfo, netFlow: seg.NetFlow, source: seg.Source})
 }
 
 // seqEvent is an event with the position of what completed it.
