@@ -2,6 +2,7 @@ package forwarder
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,22 +200,31 @@ func appendJSONFloat(b []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// jsonEscape[html][c] is how appendStringJSON writes byte c: the two bytes
-// out1, out2 of which the first w are kept, or w == 0 when c needs a closer
-// look (control characters without a short escape, UTF-8 to check, and <, >,
-// & when html is set). Read-only.
-var jsonEscape = func() (t [2][256]struct{ out1, out2, w byte }) {
+// jsonEscape[html][c] is how appendStringJSON writes byte c: the one or two
+// bytes to write in the low 16 bits (first byte lowest, the second zero when
+// there is one), escTwo set when there are two, and escFast set; or zero when
+// c needs a closer look (control characters without a short escape, UTF-8 to
+// check, and <, >, & when html is set). Read-only.
+var jsonEscape = func() (t [2][256]uint32) {
 	for html := range 2 {
 		for c := 0x20; c < utf8.RuneSelf; c++ {
-			t[html][c] = struct{ out1, out2, w byte }{byte(c), 0, 1}
+			t[html][c] = escFast | uint32(c)
 		}
 		for c, e := range map[byte]byte{'"': '"', '\\': '\\', '\n': 'n', '\r': 'r', '\t': 't', '\b': 'b', '\f': 'f'} {
-			t[html][c] = struct{ out1, out2, w byte }{'\\', e, 2}
+			t[html][c] = escFast | escTwo | uint32(e)<<8 | '\\'
 		}
 	}
-	t[1]['<'], t[1]['>'], t[1]['&'] = struct{ out1, out2, w byte }{}, struct{ out1, out2, w byte }{}, struct{ out1, out2, w byte }{}
+	t[1]['<'], t[1]['>'], t[1]['&'] = 0, 0, 0
 	return t
 }()
+
+const (
+	escTwo  = 1 << 16 // jsonEscape: two bytes to write
+	escFast = 1 << 31 // jsonEscape: written from the table
+)
+
+// escLen is how many bytes jsonEscape entry e writes: 1, or 2 with escTwo.
+func escLen(e uint32) int { return 1 + int(e>>16&1) }
 
 // appendStringJSON writes s as a JSON string exactly as encoding/json does:
 // invalid UTF-8 becomes U+FFFD, U+2028 and U+2029 are escaped, and so are <, >
@@ -222,9 +232,10 @@ var jsonEscape = func() (t [2][256]struct{ out1, out2, w byte }) {
 //
 // Bodies are mostly dense JSON with a quote every few bytes, where a branch on
 // "does this byte need escaping" mispredicts all the time. The common bytes
-// therefore take one path: write two bytes from a table, keep one or two of
-// them, into room reserved per chunk (each byte at most doubles; the rare
-// six-byte escapes reserve their own).
+// therefore take one path, four at a time: each writes its one or two bytes
+// from a table (jsonEscape) as a 16-bit store, the next byte's store starting
+// after the bytes kept, into room reserved per chunk (each byte at most
+// doubles; the rare six-byte escapes reserve their own).
 func appendStringJSON(b []byte, s string, html bool) []byte {
 	tab := &jsonEscape[0]
 	if html {
@@ -242,13 +253,10 @@ func appendStringJSON(b []byte, s string, html bool) []byte {
 		stop := min(len(s), i+chunk)
 		out = reserve(out, j, 2*(stop-i))
 		for i < stop {
-			c := s[i]
-			if e := tab[c]; e.w != 0 {
-				out[j], out[j+1] = e.out1, e.out2
-				j += int(e.w)
-				i++
-				continue
+			if i, j = escapeCommon(out, j, s, i, stop, tab); i == stop {
+				break
 			}
+			c := s[i]
 			if c < utf8.RuneSelf {
 				i++
 				out = reserve(out, j, 6+2*(stop-i))
@@ -273,6 +281,47 @@ func appendStringJSON(b []byte, s string, html bool) []byte {
 	}
 	out[j] = '"'
 	return out[:j+1]
+}
+
+// escapeCommon writes s[i:stop] into out from j while its bytes are written
+// from tab (see appendStringJSON), and returns where it stopped in s and out.
+// out has two bytes of room for each byte to stop.
+func escapeCommon(out []byte, j int, s string, i, stop int, tab *[256]uint32) (int, int) {
+	for ; i+4 <= stop; i += 4 {
+		// Four bytes are written before looking whether all were the table's
+		// to write: the room is there (8 bytes at most), and j only moves on
+		// when they were.
+		in, o := s[i:i+4], out[j:j+8:j+8]
+		e := tab[in[0]]
+		all := e
+		binary.LittleEndian.PutUint16(o[0:], uint16(e))
+		k := escLen(e) // where the next byte's store starts
+		e = tab[in[1]]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(e)
+		e = tab[in[2]]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(e)
+		e = tab[in[3]]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(e)
+		if all&escFast == 0 {
+			break
+		}
+		j += k
+	}
+	for ; i < stop; i++ {
+		e := tab[s[i]]
+		if e == 0 {
+			break
+		}
+		binary.LittleEndian.PutUint16(out[j:j+2], uint16(e))
+		j += escLen(e)
+	}
+	return i, j
 }
 
 // reserve returns buf (used up to j) with at least n bytes of room after j,

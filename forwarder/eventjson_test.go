@@ -175,3 +175,43 @@ func TestBuildEscapesBodiesOnce(t *testing.T) {
 	assert.Contains(t, string(got), `"request_body":"{\"changed\":true}"`)
 	assert.Equal(t, encodingJSON(t, ev, false), string(got))
 }
+
+// Each kind of byte that leaves the table's path, at every offset of strings
+// of every length across the four-byte groups and a 64-byte chunk's end.
+func TestAppendStringJSONSpecialAtEachOffset(t *testing.T) {
+	for _, special := range []string{`"`, "\\", "\n", "\x01", "<", "&", "é", "\u2028", "\xff", "\xe2\x80", "𝄞"} {
+		for n := range 72 {
+			for at := 0; at <= n; at++ {
+				s := strings.Repeat("a", at) + special + strings.Repeat("b", n-at)
+				for _, html := range []bool{false, true} {
+					got := appendStringJSON(make([]byte, 1, 2), s, html)
+					require.Equal(t, "\x00"+encodingJSON(t, s, html), string(got), "%q html %v", s, html)
+				}
+			}
+		}
+	}
+}
+
+// FuzzAppendStringJSON: appendStringJSON writes what encoding/json writes,
+// whatever the bytes, after whatever is in the buffer already.
+func FuzzAppendStringJSON(f *testing.F) {
+	for _, s := range []string{"", `{"a":"<b>\"q\"</b>","n":1}`, "a\"b\\c\b\f\n\r\t\x00\x1f\x7f <&> é \u2028\u2029 \xff\xfe end", strings.Repeat(`{"id":1,"name":"x"},`, 10)} {
+		f.Add(s, uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, s string, room uint8) {
+		for _, html := range []bool{false, true} {
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetEscapeHTML(html)
+			if err := enc.Encode(s); err != nil {
+				t.Fatal(err)
+			}
+			prefix := make([]byte, 2, 2+int(room))
+			prefix[0], prefix[1] = 'p', 'q'
+			got := appendStringJSON(prefix, s, html)
+			if w := "pq" + strings.TrimSuffix(want.String(), "\n"); string(got) != w {
+				t.Fatalf("appendStringJSON(%q, html %v) = %q, want %q", s, html, got, w)
+			}
+		}
+	})
+}

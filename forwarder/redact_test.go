@@ -296,18 +296,135 @@ func TestQuickChecksAreSound(t *testing.T) {
 // FuzzQuickChecks: whatever the bytes, a body mayChangeJSON rules out redacts to
 // itself, and text mayMatch rules out has no pattern match.
 func FuzzQuickChecks(f *testing.F) {
-	for _, s := range []string{`{"password":"x"}`, `[1,{"Token":{"a":[]}}]`, `{"a":"` + testJWT + `"}`, `{"n":` + testCard + `}`, `{"a":1,"password":"hunt`, `{"k" : [ "Bearer abcdefgh" ] }`, `{"Key":1}`} {
+	for _, s := range []string{`{"password":"x"}`, `[1,{"Token":{"a":[]}}]`, `{"items":[{"id":107919,"Q":"item-1","_Id":13.25,"tags":["a","b"]}]}`, "x:4111 1111-1111 1111\xc4\xb0", `{"a":"` + testJWT + `"}`, `{"n":` + testCard + `}`, `{"a":1,"password":"hunt`, `{"k" : [ "Bearer abcdefgh" ] }`, `{"Key":1}`} {
 		f.Add(s)
 	}
 	r := NewRedactor(RedactorOptions{Params: []string{"x_y"}})
+	// Names of one byte and names that start with no letter.
+	odd := NewRedactor(RedactorOptions{Params: []string{"q", "_id", "2fa", "~"}})
 	f.Fuzz(func(t *testing.T, in string) {
-		if !r.mayChangeJSON([]byte(in)) {
-			if out := r.redactJSON([]byte(in)); !bytes.Equal(out, []byte(in)) {
-				t.Fatalf("mayChangeJSON ruled out %q, which redacts to %q", in, out)
+		for _, r := range []*Redactor{r, odd} {
+			got := r.mayChangeJSON([]byte(in))
+			if !got {
+				if out := r.redactJSON([]byte(in)); !bytes.Equal(out, []byte(in)) {
+					t.Fatalf("mayChangeJSON ruled out %q, which redacts to %q", in, out)
+				}
+			}
+			if want := mayChangeJSONRef(r, []byte(in)); got != want {
+				t.Fatalf("mayChangeJSON(%q) = %v, its definition says %v", in, got, want)
 			}
 		}
 		if !r.mayMatch([]byte(in)) && r.redactText([]byte(in)) != nil {
 			t.Fatalf("mayMatch ruled out %q, which a pattern matches", in)
 		}
 	})
+}
+
+// mayChangeJSONRef is mayChangeJSON's definition, one byte at a time, with
+// none of its shortcuts: mayChangeJSON must give the same answer on any body.
+func mayChangeJSONRef(r *Redactor, body []byte) bool {
+	if !r.quickOK {
+		return true
+	}
+	run := 0
+	for i, c := range body {
+		if '0' <= c && c <= '9' || c == ' ' || c == '-' {
+			run++
+		} else {
+			run = 0
+		}
+		last := i+1 == len(body)
+		switch {
+		case run >= 13,
+			c == '\\',
+			c == '"' && !last && r.quotedNameAt(body[i+1:]),
+			c == 'y' && i >= 1 && body[i-1] == 'e' && !last && body[i+1] == 'J',
+			c|0x20 == 'b' && len(body)-i >= 8 && bytes.EqualFold(body[i:i+6], []byte("bearer")),
+			c == 0xC4 && (last || body[i+1] == 0xB0),
+			c == 0xE2 && (last || body[i+1] == 0x84):
+			return true
+		}
+	}
+	return false
+}
+
+// TestMayChangeJSON puts each pattern the quick check looks for, and near
+// misses, at every offset in bodies of every length around the 8-byte words
+// it reads (and the 10 bytes the word loop needs), straddling words, at the
+// start and the end, in bodies shorter than a word.
+func TestMayChangeJSON(t *testing.T) {
+	r := NewRedactor(RedactorOptions{Params: []string{"x_y", "q", "_id", "Zeta"}})
+	tests := []struct {
+		piece string
+		want  bool
+	}{
+		{`"password"`, true},
+		{`"PassWord"`, true},
+		{`"client_SECRET"`, true},
+		{`"x_y"`, true},
+		{`"Q"`, true},   // a one-byte name: its pair is the closing quote
+		{`"_ID"`, true}, // a name that is no letter
+		{`"zeta"`, true},
+		{`\`, true},
+		{`eyJ`, true},
+		{`bearer x`, true},
+		{`BeArEr12`, true},
+		{"\u0130", true},
+		{"\u212a", true},
+		{"4111111111111", true},
+		{"4111 1111-1111", true},
+		{"411-11-1111111", true},
+		{"             ", true}, // 13 spaces count as a run: the check is cheap, not exact
+		{`"passwor"`, false},
+		{`"passwordx"`, false},
+		{`"password`, false},
+		{`"xy"`, false},
+		{`"q_"`, false},
+		{`"price"`, false},
+		{`"tags"`, false},
+		{`"a"`, false},
+		{`ey J`, false},
+		{`eyj`, false},
+		{`beare x `, false},
+		{"411111111111", false},
+		{"4111 1111 11", false},
+		{"411111x111111", false},
+		{"\xc4\xb1", false},
+		{"\xe2\x85", false},
+	}
+	for _, tt := range tests {
+		for pre := range 18 {
+			for post := range 18 {
+				for _, fill := range []string{"x", ",", `"`} {
+					body := []byte(strings.Repeat(fill, pre) + tt.piece + strings.Repeat(fill, post))
+					got := r.mayChangeJSON(body)
+					require.Equal(t, mayChangeJSONRef(r, body), got, "%q", body)
+					if fill == "x" {
+						require.Equal(t, tt.want, got, "%q", body)
+					}
+					if !got {
+						require.Equal(t, string(body), string(r.redactJSON(body)), "ruled out %q", body)
+					}
+				}
+			}
+		}
+	}
+	// Lead bytes at the very end could start U+0130 or U+212A in a longer body.
+	for _, end := range []string{"\xc4", "\xe2"} {
+		for pre := range 18 {
+			assert.True(t, r.mayChangeJSON([]byte(strings.Repeat("x", pre)+end)), "%d%q", pre, end)
+		}
+	}
+	// "bearer" needs 8 bytes from its b: a token after a separator.
+	for pre := range 18 {
+		for _, end := range []string{"bearer", "bearer ", "BEARERx"} {
+			body := []byte(strings.Repeat("x", pre) + end)
+			assert.False(t, r.mayChangeJSON(body), "%q", body)
+			assert.True(t, r.mayChangeJSON(append(body, '1', '2')), "%q", body)
+		}
+	}
+	// A bare quote and nothing else, the shortest bodies.
+	for _, body := range []string{"", `"`, `""`, `"q`, `"q"`, "\\"} {
+		assert.Equal(t, mayChangeJSONRef(r, []byte(body)), r.mayChangeJSON([]byte(body)), "%q", body)
+	}
 }
