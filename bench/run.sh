@@ -32,7 +32,8 @@ declare -A fig
 # 1, 2, 5: one run of BenchmarkReplay measures the bare loop, one worker on one
 # core and all workers on all cores on the same file.
 BENCH_EXCHANGES=$n go test ./cmd/otas-sniff -run '^$' -bench '^BenchmarkReplay$' -benchtime 1x | tee "$out/replay.txt"
-metric() { grep -oE "[0-9.e+]+ $1( |$)" "$out/replay.txt" | head -1 | cut -d' ' -f1; }
+# go test separates a benchmark's metrics with tabs.
+metric() { grep -oE "[0-9.e+]+ $1([[:space:]]|$)" "$out/replay.txt" | head -1 | cut -d' ' -f1; }
 fig[bare]=$(metric bare-packets/s)
 fig[one]=$(metric packets/s)
 fig[ratio]=$(metric ratio-to-bare)
@@ -56,7 +57,7 @@ fig[rss_limit]=$(rss --memory-limit 230MiB "$pending")
 
 # 6: replay into the otas sink against the in-process server.
 go test ./cmd/otas-sniff -run '^$' -bench '^BenchmarkReplayOTAS$' -benchtime 1x | tee "$out/otas.txt"
-otas_metric() { grep -oE "[0-9.e+-]+ $1( |$)" "$out/otas.txt" | head -1 | cut -d' ' -f1; }
+otas_metric() { grep -oE "[0-9.e+-]+ $1([[:space:]]|$)" "$out/otas.txt" | head -1 | cut -d' ' -f1; }
 fig[otas]=$(otas_metric otas-vs-discard)
 fig[otas_wait]=$(otas_metric otas-queue-wait-share)
 fig[otas_drain]=$(otas_metric otas-drain-share)

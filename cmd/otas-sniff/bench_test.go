@@ -94,6 +94,9 @@ func BenchmarkReplay(b *testing.B) {
 	var bareDur, oneDur, allDur time.Duration
 	var packets, fileBytes, exchanges, mallocs uint64
 	var ms runtime.MemStats
+	// Once untimed, so that the file is in the page cache: a bare loop reading
+	// from disk measured the disk (0.4M instead of 2M packets/s).
+	bareLoop(b, path)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		runtime.GOMAXPROCS(1)
@@ -149,6 +152,7 @@ func BenchmarkReplayOTAS(b *testing.B) {
 	token := srv.Token("bench")
 	var discardDur, otasDur, waited, drained time.Duration
 	var uploaded uint64
+	bareLoop(b, path) // the file into the page cache for both runs
 	for b.Loop() {
 		start := time.Now()
 		fullPipeline(b, path, 1)
