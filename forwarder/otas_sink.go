@@ -2,7 +2,6 @@ package forwarder
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/klauspost/compress/gzip"
 )
 
 // Drop reasons reported in OTASStats.Dropped.
