@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/otas/otas-sniff/httpparse"
@@ -46,8 +45,7 @@ type Forwarder struct {
 	sinks  []Sink
 	events atomic.Uint64
 	errors atomic.Uint64
-	// slabs hold *slab: one per Build call in progress.
-	slabs sync.Pool
+	slabs  slabPool
 }
 
 // New returns a Forwarder writing to sinks.
@@ -77,11 +75,8 @@ func (f *Forwarder) Event(ex *httpparse.Exchange) *Event {
 func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
 	f.opts.Redactor.Redact(ex)
-	sl, _ := f.slabs.Get().(*slab)
-	if sl == nil {
-		sl = new(slab)
-	}
-	defer f.slabs.Put(sl)
+	sl := f.slabs.get()
+	defer f.slabs.put(sl)
 	ev := newEvent(ex, token, f.opts.BodyLimit, sl)
 	if f.opts.PathTemplates {
 		// Most paths are their own template: only a changed one takes room.

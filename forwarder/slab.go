@@ -1,6 +1,9 @@
 package forwarder
 
-import "unsafe"
+import (
+	"sync"
+	"unsafe"
+)
 
 // A slab hands out the small strings of events (header and query JSON,
 // addresses, ids, escaped bodies) from shared chunks, so that building an event
@@ -59,4 +62,30 @@ func (s *slab) string(b []byte) string {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
+}
+
+// slabPool keeps one slab per Build call in progress. Not a sync.Pool: that
+// drops its items at every collection (and at random under -race), and each
+// slab dropped strands the free tail of its chunk, which events kept by a sink
+// then hold on to.
+type slabPool struct {
+	mu    sync.Mutex
+	slabs []*slab
+}
+
+func (p *slabPool) get() *slab {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.slabs); n > 0 {
+		s := p.slabs[n-1]
+		p.slabs = p.slabs[:n-1]
+		return s
+	}
+	return new(slab)
+}
+
+func (p *slabPool) put(s *slab) {
+	p.mu.Lock()
+	p.slabs = append(p.slabs, s)
+	p.mu.Unlock()
 }
