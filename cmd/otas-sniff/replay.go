@@ -146,6 +146,7 @@ Several files are merged by timestamp.`,
 			if err := applyMemoryLimit(flags.memoryLimit); err != nil {
 				return err
 			}
+			defer startHeapFloor(heapFloor)()
 			cfg, err := flags.pipelineConfig()
 			if err != nil {
 				return err
