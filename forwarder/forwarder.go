@@ -80,7 +80,7 @@ func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	ev := newEvent(ex, token, f.opts.BodyLimit, sl)
 	if f.opts.PathTemplates {
 		// Most paths are their own template: only a changed one takes room.
-		path := withoutQuery(ev.Path)
+		path := ev.Path // without query or fragment (splitTarget)
 		ev.Metadata.PathTemplate = path
 		if t, changed := appendPathTemplate(sl.free(len(path)+2*len(IDPlaceholder)), path); changed {
 			ev.Metadata.PathTemplate = sl.string(t)

@@ -73,6 +73,8 @@ type Redactor struct {
 	namesByFirst [256][]string
 	quickOK      bool
 	quickPairs   *[256][4]uint64
+	// quickFirst and quickLast bound the names' first bytes (firstByteRange).
+	quickFirst, quickLast byte
 }
 
 var (
@@ -137,6 +139,7 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 			names = append(names, name)
 		}
 		r.quickPairs = quickPairsFor(names)
+		r.quickFirst, r.quickLast = r.firstByteRange()
 	}
 	r.minPattern = r.patterns[0].minLen
 	for _, p := range r.patterns {
@@ -583,8 +586,7 @@ func (r *Redactor) mayChangeJSON(body []byte) bool {
 	pairs := r.quickPairs
 	// A quote may start a name only when the byte after it is in the range of
 	// the names' first bytes (see firstByteRange).
-	first, last := r.firstByteRange()
-	firstAdd, lastAdd := lo8*uint64(0x80-first), lo8*uint64(0x80-last-1)
+	firstAdd, lastAdd := lo8*uint64(0x80-r.quickFirst), lo8*uint64(0x80-r.quickLast-1)
 	i := 0
 	// word holds two bytes past the 8: the bytes after a "b" or a quote.
 	for ; i+10 <= len(body); i += 8 {
