@@ -67,14 +67,13 @@ type Redactor struct {
 	minPattern int
 	// userPatterns is set when patterns beyond the built-in ones are configured.
 	userPatterns bool
-	// namesByFirst lists the sensitive names by their first byte; quickOK is
-	// set when every name is ASCII and no user pattern is configured, so that
-	// mayChangeJSON can rule a body out (see there).
-	namesByFirst [256][]string
-	quickOK      bool
-	quickPairs   *[256][4]uint64
-	// quickFirst and quickLast bound the names' first bytes (firstByteRange).
-	quickFirst, quickLast byte
+	// namesByLast lists the sensitive names by their last byte, and keyPairs
+	// their last two bytes (keyPairsFor); quickOK is set when every name is
+	// ASCII and no user pattern is configured, so that mayChangeJSON can rule a
+	// body out (see there).
+	namesByLast [256][]string
+	keyPairs    *[256][4]uint64
+	quickOK     bool
 }
 
 var (
@@ -111,7 +110,7 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 					r.paramLens = ^uint64(0) // names this long skip the length check
 				}
 				r.paramFirst[lp[0]>>6] |= 1 << (lp[0] & 63)
-				r.namesByFirst[lp[0]] = append(r.namesByFirst[lp[0]], lp)
+				r.namesByLast[lp[len(lp)-1]] = append(r.namesByLast[lp[len(lp)-1]], lp)
 			}
 		}
 	}
@@ -138,8 +137,7 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 		for name := range r.params {
 			names = append(names, name)
 		}
-		r.quickPairs = quickPairsFor(names)
-		r.quickFirst, r.quickLast = r.firstByteRange()
+		r.keyPairs = keyPairsFor(names)
 	}
 	r.minPattern = r.patterns[0].minLen
 	for _, p := range r.patterns {
@@ -548,33 +546,27 @@ func zeroBytes(v uint64) uint64 {
 	return ^nonZero(v) & hi8
 }
 
-// cardBreaks marks the bytes of w that cannot be in a card number: all but
-// digits, space and dash.
-func cardBreaks(w uint64) uint64 {
-	low := w &^ hi8
-	// A byte's high bit after adding 0x80-n tells whether its low seven bits
-	// are at least n; bytes with the high bit set in w are no digits.
-	digits := (low + lo8*(0x80-'0')) &^ (low + lo8*(0x80-'9'-1)) &^ w
-	return nonZero(w^(lo8*' ')) & nonZero(w^(lo8*'-')) &^ digits & hi8
-}
-
 // mayChangeJSON reports whether redactJSON could change body, in a few cheap
 // passes: most API bodies carry no secret, and the full scan costs a few
 // nanoseconds per byte on dense JSON. Nothing can change unless the body holds
-// one of: a quoted sensitive name (any case); a backslash (escapes can spell
-// anything); U+0130 or U+212A, which lower-case to ASCII i and k; "eyJ" (a
-// JWT); "bearer" (any case); 13 digits in a row, spaces and dashes allowed
-// between them (a card number). It may say yes when nothing changes, never no
-// when something would.
+// one of: a quoted sensitive name (any case) followed by a colon, JSON
+// whitespace allowed before it (redactJSON edits the values of keys, and
+// nothing else names them); a backslash (escapes can spell anything); U+0130
+// or U+212A, which lower-case to ASCII i and k; "eyJ" (a JWT); "bearer" (any
+// case); 13 digits in a row, spaces and dashes allowed between them (a card
+// number). It may say yes when nothing changes, never no when something would.
 //
 // The rarest byte of a backslash, "eyJ", U+0130 and U+212A is looked for
 // with bytes.IndexByte (assembly, tens of bytes a nanosecond). The rest is
-// read 8 bytes at a time, as a uint64 (see lo8): each word gives a mask of
-// the bytes that may start "be" (either case, for "bearer") and of the quotes
-// whose next byte may start a name; each marked byte is then checked alone
-// (quickHit, or the pair table and quotedNameAt for a quote). Card-number runs
-// are counted a word at a time. The last few bytes, which have no whole word
-// after them, take the same checks one byte at a time.
+// read 8 bytes at a time, as a uint64 (see lo8), with the word one byte
+// earlier beside it. A word's first colon is ruled out without a branch by the
+// bytes before it (most words hold none or one, and a branch on which would
+// mispredict all the time); the colons of a word with two, or one that may
+// follow a key, are checked alone (keyBefore). The e's after a b (either case,
+// for "bearer") are marked by a mask. Card-number runs are sampled every
+// fourth byte: 13 card bytes in a row hold three samples, and three card
+// samples in a row have their neighbourhood counted exactly. The first bytes
+// and the last few, which have no whole word, are checked one at a time.
 func (r *Redactor) mayChangeJSON(body []byte) bool {
 	if !r.quickOK {
 		return true
@@ -582,69 +574,98 @@ func (r *Redactor) mayChangeJSON(body []byte) bool {
 	if bytes.IndexByte(body, '\\') >= 0 || hasEyJ(body) || leadBefore(body, 0xC4, 0xB0) || leadBefore(body, 0xE2, 0x84) {
 		return true
 	}
-	run := 0 // card-number bytes in a row before body[i]
-	pairs := r.quickPairs
-	// A quote may start a name only when the byte after it is in the range of
-	// the names' first bytes (see firstByteRange).
-	firstAdd, lastAdd := lo8*uint64(0x80-r.quickFirst), lo8*uint64(0x80-r.quickLast-1)
-	i := 0
-	// word holds two bytes past the 8: the bytes after a "b" or a quote.
-	for ; i+10 <= len(body); i += 8 {
-		word := body[i : i+10 : i+10]
-		w := binary.LittleEndian.Uint64(word[:8])
-		next := binary.LittleEndian.Uint64(word[1:9]) // the byte after each of w's
-		// A run of card bytes ends at the first byte that is none (8 when all
-		// are): count it, then start again after the last such byte.
-		brk := cardBreaks(w)
-		if run+bits.TrailingZeros64(brk)>>3 >= 13 {
+	// "bearer" at the first two bytes: the word loop starts at the third e.
+	for j := 1; j < min(wordStart, len(body)); j++ {
+		if r.quickHit(body, j) {
 			return true
 		}
-		if brk == 0 {
-			run += 8
-		} else {
-			run = bits.LeadingZeros64(brk) >> 3
+	}
+	pairs := r.keyPairs
+	var cards uint64 // whether each sampled byte, newest lowest, is a card byte
+	i := wordStart
+	for ; i+8 <= len(body); i += 8 {
+		w := binary.LittleEndian.Uint64(body[i : i+8])
+		prev := binary.LittleEndian.Uint64(body[i-1 : i+7]) // the byte before each of w's
+		// Card bytes every fourth byte: 13 in a row cover three such samples.
+		cards = cards<<2 | cardByte[uint8(w)]<<1 | cardByte[uint8(w>>32)]
+		if cards&(cards>>1)&(cards>>2)&3 != 0 && cardRunNear(body, i-8, i+8) {
+			return true
 		}
-		// "be" in any case, which may start "bearer" (bit 0x20 makes a letter
-		// lower case, and only B and b become b).
-		w20, next20 := w|lo8*0x20, next|lo8*0x20
-		for be := zeroBytes(w20 ^ (lo8 * 'b') | next20 ^ (lo8 * 'e')); be != 0; be &= be - 1 {
-			if r.quickHit(body, i+bits.TrailingZeros64(be)>>3) {
+		// "be" in any case (bit 0x20 makes a letter lower case, and only B and
+		// b become b): marked at the e, the b one byte before.
+		for be := zeroBytes((w | lo8*0x20) ^ (lo8 * 'e') | (prev | lo8*0x20) ^ (lo8 * 'b')); be != 0; be &= be - 1 {
+			if bearerAt(body, i+bits.TrailingZeros64(be)>>3-1) {
 				return true
 			}
 		}
-		// Quotes followed by an ASCII byte in [first, last] once lower-cased
-		// (the range test of cardBreaks).
-		low := next20 &^ hi8
-		quotes := zeroBytes(w^(lo8*'"')) & (low + firstAdd) &^ (low + lastAdd) &^ next
-		for ; quotes != 0; quotes &= quotes - 1 {
-			k := bits.TrailingZeros64(quotes) >> 3 & 7 // & 7: no bounds checks on word
-			// The two bytes after the quote rule out most of the rest.
-			if a, b := word[k+1], word[k+2]; pairs[a][b>>6]&(1<<(b&63)) != 0 && r.quotedNameAt(body[i+k+1:]) {
-				return true
+		// Most words hold no colon or one: the first is ruled out without a
+		// branch (a branch on how many there are mispredicts all the time), by
+		// the byte before it and the two before that (keyBefore). Without a
+		// colon, q is the word's last byte, and what it says is not used.
+		colons := zeroBytes(w ^ (lo8 * ':'))
+		q := i + bits.TrailingZeros64(colons)>>3 - 1
+		end, a, b := keyEnd[body[q]], body[q-1], body[q-2]
+		if maybe := pairs[a][b>>6]>>(b&63)&end | end>>1 | colons&(colons-1); maybe != 0 && colons != 0 {
+			for ; colons != 0; colons &= colons - 1 {
+				if r.keyBefore(body, i+bits.TrailingZeros64(colons)>>3) {
+					return true
+				}
 			}
 		}
 	}
-	for ; i < len(body); i++ {
-		// The run grows by one, or drops to zero at a byte that ends it.
-		if run = (run + 1) &^ runBreak[body[i]]; run >= 13 || r.quickHit(body, i) {
+	// The bytes after the last whole word (all of a body shorter than
+	// wordStart+8), with the card bytes in a row before them.
+	run := 0
+	for j := min(i, len(body)) - 1; j >= 0 && run < 13 && runBreak[body[j]] == 0; j-- {
+		run++
+	}
+	for j := min(i, len(body)); j < len(body); j++ {
+		if run = (run + 1) &^ runBreak[body[j]]; run >= 13 || r.quickHit(body, j) {
 			return true
 		}
 	}
 	return false
 }
 
-// firstByteRange is the range of the sensitive names' first bytes, each with
-// bit 0x20 set (lower case for letters): a body byte equal to one in any ASCII
-// case is in it too.
-func (r *Redactor) firstByteRange() (first, last byte) {
-	first, last = 0x7f, 0x20
-	for half, set := range r.paramFirst[:2] { // ASCII names only: quickOK
-		for ; set != 0; set &= set - 1 {
-			c := byte(half*64+bits.TrailingZeros64(set)) | 0x20
-			first, last = min(first, c), max(last, c)
+// cardByte[c] is 1 for a byte a card number may have (digits, space, dash),
+// 0 for the others. Read-only.
+var cardByte = func() (t [256]uint64) {
+	for c := range t {
+		t[c] = uint64(runBreak[c] + 1)
+	}
+	return t
+}()
+
+// wordStart is where the word loop of mayChangeJSON starts: the first colon
+// it reads has three bytes before it.
+const wordStart = 3
+
+// keyEnd[c] is 1 for a quote, the byte before the colon after a key, and 2 for
+// JSON whitespace, which may come between them. Read-only.
+var keyEnd = func() (t [256]uint64) {
+	t['"'] = 1
+	for _, c := range []byte(" \t\r\n") {
+		t[c] = 2
+	}
+	return t
+}()
+
+// cardRunNear reports whether 13 card-number bytes in a row (digits, spaces,
+// dashes) cross body[lo:hi].
+func cardRunNear(body []byte, lo, hi int) bool {
+	run := 0
+	for j := max(lo-12, 0); j < min(hi+12, len(body)); j++ {
+		if run = (run + 1) &^ runBreak[body[j]]; run >= 13 {
+			return true
 		}
 	}
-	return first, last
+	return false
+}
+
+// bearerAt reports whether body[i:] starts with "bearer" (any case) and is
+// long enough for a token after it.
+func bearerAt(body []byte, i int) bool {
+	return len(body)-i >= 8 && bytes.EqualFold(body[i:i+6], []byte("bearer"))
 }
 
 // hasEyJ reports whether body holds "eyJ", jumping from one J to the next.
@@ -676,35 +697,23 @@ func leadBefore(body []byte, lead, next byte) bool {
 	return false
 }
 
-// quickHit reports whether body[i] starts one of the things mayChangeJSON
-// looks for (see there).
+// quickHit reports whether body[i] is where the word loop of mayChangeJSON
+// marks a key or "bearer": at the colon, or at the e. The other things it
+// looks for have passes of their own.
 func (r *Redactor) quickHit(body []byte, i int) bool {
 	switch body[i] {
-	case '"':
-		// Most quotes are ruled out by the two bytes after them.
-		if i+2 >= len(body) {
-			return false // too short for a name and its closing quote
-		}
-		a, b := body[i+1], body[i+2]
-		return r.quickPairs[a][b>>6]&(1<<(b&63)) != 0 && r.quotedNameAt(body[i+1:])
-	case '\\':
-		return true
-	case 'y':
-		return i >= 1 && body[i-1] == 'e' && i+1 < len(body) && body[i+1] == 'J'
-	case 'b', 'B':
-		return len(body)-i >= 8 && bytes.EqualFold(body[i:i+6], []byte("bearer"))
-	case 0xC4: // İ is C4 B0; a lead byte at the very end counts too
-		return i+1 == len(body) || body[i+1] == 0xB0
-	case 0xE2: // K is E2 84 AA
-		return i+1 == len(body) || body[i+1] == 0x84
+	case ':':
+		return r.keyBefore(body, i)
+	case 'e', 'E':
+		return i >= 1 && body[i-1]|0x20 == 'b' && bearerAt(body, i-1)
 	}
 	return false
 }
 
-// quickPairsFor is the table of the two bytes that follow the opening quote of
-// a quoted sensitive name, any case: bit b&63 of t[a][b>>6] is set when a name
-// starts with a then b, or is a alone (b is then the closing quote).
-func quickPairsFor(names []string) *[256][4]uint64 {
+// keyPairsFor is the table of the last two bytes of a quoted sensitive name,
+// any case: bit b&63 of t[a][b>>6] is set when a name ends with b then a, or
+// is a alone (b is then the opening quote).
+func keyPairsFor(names []string) *[256][4]uint64 {
 	t := new([256][4]uint64)
 	fold := func(c byte) []byte {
 		if 'a' <= c && c <= 'z' {
@@ -713,12 +722,12 @@ func quickPairsFor(names []string) *[256][4]uint64 {
 		return []byte{c}
 	}
 	for _, name := range names {
-		second := byte('"')
+		before := byte('"')
 		if len(name) > 1 {
-			second = name[1]
+			before = name[len(name)-2]
 		}
-		for _, a := range fold(name[0]) {
-			for _, b := range fold(second) {
+		for _, a := range fold(name[len(name)-1]) {
+			for _, b := range fold(before) {
 				t[a][b>>6] |= 1 << (b & 63)
 			}
 		}
@@ -726,20 +735,33 @@ func quickPairsFor(names []string) *[256][4]uint64 {
 	return t
 }
 
-// quotedNameAt reports whether b starts with a sensitive name (any ASCII case)
-// and its closing quote.
-func (r *Redactor) quotedNameAt(b []byte) bool {
-	first := b[0]
-	if 'A' <= first && first <= 'Z' {
-		first += 'a' - 'A'
+// keyBefore reports whether the colon at body[colon] follows a quoted
+// sensitive name (any ASCII case), JSON whitespace allowed between them.
+func (r *Redactor) keyBefore(body []byte, colon int) bool {
+	q := colon - 1 // the closing quote
+	for q >= 0 && isJSONSpace(body[q]) {
+		q--
 	}
-	for _, name := range r.namesByFirst[first] {
-		if len(b) > len(name) && b[len(name)] == '"' && equalFoldASCII(b[:len(name)], name) {
+	if q < 2 || body[q] != '"' {
+		return false // a name of one byte needs two quotes around it
+	}
+	// Most keys are ruled out by their last two bytes.
+	if a, b := body[q-1], body[q-2]; r.keyPairs[a][b>>6]&(1<<(b&63)) == 0 {
+		return false
+	}
+	last := body[q-1]
+	if 'A' <= last && last <= 'Z' {
+		last += 'a' - 'A'
+	}
+	for _, name := range r.namesByLast[last] {
+		if open := q - len(name) - 1; open >= 0 && body[open] == '"' && equalFoldASCII(body[open+1:q], name) {
 			return true
 		}
 	}
 	return false
 }
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // equalFoldASCII compares b with a lower-case ASCII name, ignoring b's case.
 func equalFoldASCII(b []byte, lower string) bool {

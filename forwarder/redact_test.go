@@ -337,11 +337,24 @@ func mayChangeJSONRef(r *Redactor, body []byte) bool {
 		switch {
 		case run >= 13,
 			c == '\\',
-			c == '"' && !last && r.quotedNameAt(body[i+1:]),
+			c == ':' && keyBeforeRef(r, body[:i]),
 			c == 'y' && i >= 1 && body[i-1] == 'e' && !last && body[i+1] == 'J',
 			c|0x20 == 'b' && len(body)-i >= 8 && bytes.EqualFold(body[i:i+6], []byte("bearer")),
 			c == 0xC4 && (last || body[i+1] == 0xB0),
 			c == 0xE2 && (last || body[i+1] == 0x84):
+			return true
+		}
+	}
+	return false
+}
+
+// keyBeforeRef reports whether b ends with a quoted sensitive name and JSON
+// whitespace.
+func keyBeforeRef(r *Redactor, b []byte) bool {
+	b = bytes.TrimRight(b, " \t\r\n")
+	for name := range r.params {
+		quoted := `"` + name + `"`
+		if len(b) >= len(quoted) && bytes.EqualFold(b[len(b)-len(quoted):], []byte(quoted)) {
 			return true
 		}
 	}
@@ -358,13 +371,23 @@ func TestMayChangeJSON(t *testing.T) {
 		piece string
 		want  bool
 	}{
-		{`"password"`, true},
-		{`"PassWord"`, true},
-		{`"client_SECRET"`, true},
-		{`"x_y"`, true},
-		{`"Q"`, true},   // a one-byte name: its pair is the closing quote
-		{`"_ID"`, true}, // a name that is no letter
-		{`"zeta"`, true},
+		{`"password":`, true},
+		{`"PassWord" :`, true},
+		{"\"password\"\t\r\n :", true},
+		{`"client_SECRET":`, true},
+		{`"x_y":`, true},
+		{`"Q":`, true},   // a one-byte name: its pair is the opening quote
+		{`"_ID":`, true}, // a name that is no letter
+		{`"zeta":`, true},
+		{`"password"`, false}, // a name, but no key: redactJSON edits values of keys only
+		{`"password",`, false},
+		{`"password" x:`, false},
+		{`password":`, false},
+		{`"xpassword":`, false},
+		{`"q_":`, false},
+		{`"q":`, true},
+		{`:`, false},
+		{`"":`, false},
 		{`\`, true},
 		{`eyJ`, true},
 		{`bearer x`, true},
@@ -375,14 +398,13 @@ func TestMayChangeJSON(t *testing.T) {
 		{"4111 1111-1111", true},
 		{"411-11-1111111", true},
 		{"             ", true}, // 13 spaces count as a run: the check is cheap, not exact
-		{`"passwor"`, false},
-		{`"passwordx"`, false},
-		{`"password`, false},
-		{`"xy"`, false},
-		{`"q_"`, false},
-		{`"price"`, false},
-		{`"tags"`, false},
-		{`"a"`, false},
+		{`"passwor":`, false},
+		{`"passwordx":`, false},
+		{`"password:`, false},
+		{`"xy":`, false},
+		{`"price":`, false},
+		{`"tags":`, false},
+		{`"a":`, false},
 		{`ey J`, false},
 		{`eyj`, false},
 		{`beare x `, false},
