@@ -200,128 +200,391 @@ func appendJSONFloat(b []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// jsonEscape[html][c] is how appendStringJSON writes byte c: the one or two
-// bytes to write in the low 16 bits (first byte lowest, the second zero when
-// there is one), escTwo set when there are two, and escFast set; or zero when
-// c needs a closer look (control characters without a short escape, UTF-8 to
-// check, and <, >, & when html is set). Read-only.
-var jsonEscape = func() (t [2][256]uint32) {
+// escTable is how appendStringJSON writes each byte.
+type escTable struct {
+	// e[c] is the one or two bytes to write for c in the low 16 bits (first
+	// byte lowest, the second zero when there is one) and escFast; or zero
+	// when c needs a closer look (control characters without a short escape,
+	// UTF-8 to check, and <, >, & when html is set).
+	e [256]uint32
+	// two[c] is set when e[c] is two bytes: a table of its own, as a bool the
+	// compiler knows is 0 or 1 is added without shifting a copy of e[c].
+	two [256]bool
+}
+
+// jsonEscape[html] is the escTable without and with HTML escaping. Read-only.
+var jsonEscape = func() (t [2]escTable) {
 	for html := range 2 {
 		for c := 0x20; c < utf8.RuneSelf; c++ {
-			t[html][c] = escFast | uint32(c)
+			t[html].e[c] = escFast | uint32(c)
 		}
 		for c, e := range map[byte]byte{'"': '"', '\\': '\\', '\n': 'n', '\r': 'r', '\t': 't', '\b': 'b', '\f': 'f'} {
-			t[html][c] = escFast | escTwo | uint32(e)<<8 | '\\'
+			t[html].e[c] = escFast | uint32(e)<<8 | '\\'
+			t[html].two[c] = true
 		}
 	}
-	t[1]['<'], t[1]['>'], t[1]['&'] = 0, 0, 0
+	t[1].e['<'], t[1].e['>'], t[1].e['&'] = 0, 0, 0
 	return t
 }()
 
+// escFast marks an escTable entry written from the table.
+const escFast = 1 << 16
+
+// escLen is how many bytes t writes for c (when t.e[c] is not zero).
+func escLen(t *escTable, c byte) int {
+	n := 0
+	if t.two[c] {
+		n = 1 // compiled as a load of the bool: no branch, no CMOV
+	}
+	return 1 + n
+}
+
+// How appendStringJSON goes on from one stretch of s to the next.
 const (
-	escTwo  = 1 << 16 // jsonEscape: two bytes to write
-	escFast = 1 << 31 // jsonEscape: written from the table
+	escCommon = iota // escapeCommon: dense JSON, 16 bytes at a time from the table
+	escWords         // escapeWords: runs with nothing to escape, a word at a time
+	escBytes         // escapeBytes: a byte or a rune at a time
 )
 
-// escLen is how many bytes jsonEscape entry e writes: 1, or 2 with escTwo.
-func escLen(e uint32) int { return 1 + int(e>>16&1) }
+// escChunk is how many bytes of s appendStringJSON reserves room for at a
+// time (two for each), so a long string that needs little escaping does not
+// leave the buffer twice its size.
+const escChunk = 64
 
 // appendStringJSON writes s as a JSON string exactly as encoding/json does:
 // invalid UTF-8 becomes U+FFFD, U+2028 and U+2029 are escaped, and so are <, >
 // and & when html is set.
 //
 // Bodies are mostly dense JSON with a quote every few bytes, where a branch on
-// "does this byte need escaping" mispredicts all the time. The common bytes
-// therefore take one path, four at a time: each writes its one or two bytes
-// from a table (jsonEscape) as a 16-bit store, the next byte's store starting
-// after the bytes kept, into room reserved per chunk (each byte at most
-// doubles; the rare six-byte escapes reserve their own).
+// "does this byte need escaping" mispredicts all the time: escapeCommon writes
+// them 16 bytes at a time from a table (jsonEscape) without one. Text and long
+// runs of plain ASCII would pay that for nothing, so after 16 bytes that
+// needed no escaping escapeWords copies a word at a time, checked as a whole,
+// until one needs escaping. Bytes the table does not write (non-ASCII,
+// control characters without a short escape, <>& with html) go to
+// escapeBytes, which copies valid UTF-8 as is, and back to the table after 16
+// bytes it wrote in a row; the last bytes (fewer than 16) to escapeShort.
+// Only invalid UTF-8, U+2028 and U+2029 are written here. Room is reserved
+// when less than the next step's worst case is left.
 func appendStringJSON(b []byte, s string, html bool) []byte {
-	tab := &jsonEscape[0]
+	t := &jsonEscape[0]
 	if html {
-		tab = &jsonEscape[1]
+		t = &jsonEscape[1]
 	}
-	// Room is reserved a chunk at a time, so a long string that needs little
-	// escaping does not leave the buffer twice its size.
-	const chunk = 64
-	b = slices.Grow(b, min(len(s), chunk)*2+2)
+	// The room the loop would reserve first, and the closing quote's.
+	b = slices.Grow(b, max(2*min(len(s), escChunk), 6)+2)
 	out := b[:cap(b)]
 	j := len(b)
 	out[j] = '"'
 	j++
-	for i := 0; i < len(s); {
-		stop := min(len(s), i+chunk)
-		out = reserve(out, j, 2*(stop-i))
-		for i < stop {
-			if i, j = escapeCommon(out, j, s, i, stop, tab); i == stop {
-				break
-			}
-			c := s[i]
-			if c < utf8.RuneSelf {
-				i++
-				out = reserve(out, j, 6+2*(stop-i))
-				j += copy(out[j:], []byte{'\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF]})
-				continue
-			}
-			r, size := utf8.DecodeRuneInString(s[i:])
-			switch {
-			case r == utf8.RuneError && size == 1:
-				out = reserve(out, j, 6+2*max(stop-i-1, 0))
-				j += copy(out[j:], `\ufffd`)
-			case r == '\u2028' || r == '\u2029':
-				out = reserve(out, j, 6+2*max(stop-i-size, 0))
-				j += copy(out[j:], []byte{'\\', 'u', '2', '0', '2', hexDigits[r&0xF]})
-			default:
-				// A rune may end past stop: it is copied as is, one byte per byte.
-				out = reserve(out, j, size+2*max(stop-i-size, 0))
-				j += copy(out[j:], s[i:i+size])
-			}
-			i += size
+	for i, mode := 0, escCommon; i < len(s); {
+		// Each step writes at most two bytes for each of 16 bytes of s, or six for one.
+		if len(out)-j <= max(2*min(len(s)-i, 16), 6) {
+			out = reserve(out, j, max(2*min(len(s)-i, escChunk), 6))
 		}
+		var hand bool
+		switch {
+		case mode == escBytes:
+			if i, j, hand = escapeBytes(out, j, s, i, t); !hand {
+				mode = escCommon
+			}
+		case len(s)-i < 16:
+			// After text, or all of a short string: most likely nothing to escape.
+			i, j, mode = escapeShort(out, j, s, i, t, html, mode == escWords || i == 0)
+		case mode == escWords:
+			if i, j = escapeWords(out, j, s, i, html); len(s)-i >= 16 && len(out)-j > 32 {
+				mode = escCommon // a word to escape
+			}
+		default:
+			i, j, mode = escapeCommon(out, j, s, i, t)
+		}
+		if !hand {
+			continue
+		}
+		// s[i] starts invalid UTF-8, U+2028 or U+2029.
+		out = reserve(out, j, 6)
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			j += copy(out[j:], `\ufffd`)
+		case r == '\u2028' || r == '\u2029':
+			j += copy(out[j:], []byte{'\\', 'u', '2', '0', '2', hexDigits[r&0xF]})
+		default:
+			j += copy(out[j:], s[i:i+size])
+		}
+		i += size
+		mode = escBytes
 	}
 	out[j] = '"'
 	return out[:j+1]
 }
 
-// escapeCommon writes s[i:stop] into out from j while its bytes are written
-// from tab (see appendStringJSON), and returns where it stopped in s and out.
-// out has two bytes of room for each byte to stop.
-func escapeCommon(out []byte, j int, s string, i, stop int, tab *[256]uint32) (int, int) {
-	for ; i+4 <= stop; i += 4 {
-		// Four bytes are written before looking whether all were the table's
-		// to write: the room is there (8 bytes at most), and j only moves on
-		// when they were.
-		in, o := s[i:i+4], out[j:j+8:j+8]
-		e := tab[in[0]]
+// escapeCommon writes s[i:] into out from j 16 bytes at a time from t while
+// more than 32 bytes of room are left, and returns where it stopped in s and
+// out and how to go on: escWords after 16 bytes that needed no escaping,
+// escBytes before 16 bytes with one t does not write, escCommon when fewer
+// than 16 bytes of s or 33 of room are left.
+//
+// Each byte writes its one or two bytes from t.e as a 16-bit store, the next
+// byte's store starting after the bytes kept (t.two), without a branch.
+func escapeCommon(out []byte, j int, s string, i int, t *escTable) (int, int, int) {
+	rest, dst := s[i:], out[j:]
+	for len(rest) >= 16 && len(dst) > 32 {
+		// All 16 are written before looking whether t wrote them all: the
+		// room is there (32 bytes at most), and dst only moves on when it did.
+		in, o := rest[:16], dst[:32]
+		c := in[0]
+		e := t.e[c]
 		all := e
-		binary.LittleEndian.PutUint16(o[0:], uint16(e))
-		k := escLen(e) // where the next byte's store starts
-		e = tab[in[1]]
+		binary.LittleEndian.PutUint16(o, uint16(e))
+		k := escLen(t, c) // where the next byte's store starts
+		c = in[1]
+		e = t.e[c]
 		all &= e
 		binary.LittleEndian.PutUint16(o[k:], uint16(e))
-		k += escLen(e)
-		e = tab[in[2]]
+		k += escLen(t, c)
+		c = in[2]
+		e = t.e[c]
 		all &= e
 		binary.LittleEndian.PutUint16(o[k:], uint16(e))
-		k += escLen(e)
-		e = tab[in[3]]
+		k += escLen(t, c)
+		c = in[3]
+		e = t.e[c]
 		all &= e
 		binary.LittleEndian.PutUint16(o[k:], uint16(e))
-		k += escLen(e)
+		k += escLen(t, c)
+		c = in[4]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[5]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[6]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[7]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[8]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[9]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[10]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[11]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[12]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[13]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[14]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[15]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		if all&escFast == 0 {
+			return len(s) - len(rest), len(out) - len(dst), escBytes
+		}
+		rest, dst = rest[16:], dst[k:]
+		if k == 16 {
+			return len(s) - len(rest), len(out) - len(dst), escWords
+		}
+	}
+	return len(s) - len(rest), len(out) - len(dst), escCommon
+}
+
+// escapeWords copies s[i:] into out from j a word at a time while no byte
+// needs escaping and more than 32 bytes of room are left, and returns where it
+// stopped in s and out.
+func escapeWords(out []byte, j int, s string, i int, html bool) (int, int) {
+	rest, dst := s[i:], out[j:]
+	for len(rest) >= 8 && len(dst) > 32 {
+		w := load64(rest[:8])
+		if needsEscape(w, html) {
+			break
+		}
+		binary.LittleEndian.PutUint64(dst, w)
+		rest, dst = rest[8:], dst[8:]
+	}
+	return len(s) - len(rest), len(out) - len(dst)
+}
+
+// escapeBytes writes s[i:] into out from j a byte or a rune at a time while
+// more than 6 bytes of room are left, until 16 bytes in a row were written
+// from t, and returns where it stopped in s and out and whether at a rune to
+// write by hand: invalid UTF-8, U+2028 or U+2029.
+func escapeBytes(out []byte, j int, s string, i int, t *escTable) (int, int, bool) {
+	for run := 0; i < len(s) && j < len(out)-6 && run < 16; {
+		c := s[i]
+		if e := t.e[c]; e != 0 {
+			binary.LittleEndian.PutUint16(out[j:], uint16(e))
+			j += escLen(t, c)
+			i++
+			run++
+			continue
+		}
+		run = 0
+		if c < utf8.RuneSelf {
+			// \u00XX as two stores, not a copy of bytes built on the stack.
+			binary.LittleEndian.PutUint32(out[j:], '\\'|'u'<<8|'0'<<16|'0'<<24)
+			binary.LittleEndian.PutUint16(out[j+4:], uint16(hexDigits[c>>4])|uint16(hexDigits[c&0xF])<<8)
+			i++
+			j += 6
+			continue
+		}
+		n := utf8Len(s[i:])
+		if n == 0 {
+			return i, j, true
+		}
+		if i+4 <= len(s) {
+			binary.LittleEndian.PutUint32(out[j:], load32(s[i:i+4]))
+		} else {
+			copy(out[j:], s[i:i+n])
+		}
+		i += n
+		j += n
+	}
+	return i, j, false
+}
+
+// escapeShort writes s[i:], fewer than 16 bytes, into out from j, and returns
+// where it stopped in s and out and how to go on: escBytes at a byte t does
+// not write. With clean and 8 bytes or more, it first looks whether none needs
+// escaping, to copy them with two overlapping loads and stores; else t writes
+// them as in escapeCommon, four at a time, then one at a time. out has room
+// for two bytes for each.
+func escapeShort(out []byte, j int, s string, i int, t *escTable, html, clean bool) (int, int, int) {
+	if rest := s[i:]; clean && len(rest) >= 8 {
+		n := len(rest)
+		if w0, w1 := load64(rest[:8]), load64(rest[n-8:]); !needsEscape(w0, html) && !needsEscape(w1, html) {
+			binary.LittleEndian.PutUint64(out[j+n-8:], w1)
+			binary.LittleEndian.PutUint64(out[j:], w0)
+			return len(s), j + n, escCommon
+		}
+	}
+	for ; i+4 <= len(s); i += 4 {
+		in, o := s[i:i+4], out[j:j+8]
+		c := in[0]
+		e := t.e[c]
+		all := e
+		binary.LittleEndian.PutUint16(o, uint16(e))
+		k := escLen(t, c)
+		c = in[1]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[2]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
+		c = in[3]
+		e = t.e[c]
+		all &= e
+		binary.LittleEndian.PutUint16(o[k:], uint16(e))
+		k += escLen(t, c)
 		if all&escFast == 0 {
 			break
 		}
 		j += k
 	}
-	for ; i < stop; i++ {
-		e := tab[s[i]]
+	for ; i < len(s); i++ {
+		c := s[i]
+		e := t.e[c]
 		if e == 0 {
-			break
+			return i, j, escBytes
 		}
 		binary.LittleEndian.PutUint16(out[j:j+2], uint16(e))
-		j += escLen(e)
+		j += escLen(t, c)
 	}
-	return i, j
+	return i, j, escCommon
+}
+
+// utf8Len is the length of the UTF-8 sequence s starts with when it is valid
+// and encoding/json copies it as is (not U+2028 or U+2029), or 0.
+func utf8Len(s string) int {
+	if len(s) < 2 || s[1]&0xC0 != 0x80 {
+		return 0
+	}
+	c0, c1 := s[0], s[1]
+	switch {
+	case c0 < 0xC2:
+		return 0
+	case c0 < 0xE0:
+		return 2
+	case len(s) < 3 || s[2]&0xC0 != 0x80:
+		return 0
+	case c0 < 0xF0:
+		if c0 == 0xE0 && c1 < 0xA0 || c0 == 0xED && c1 > 0x9F || c0 == 0xE2 && c1 == 0x80 && s[2]&^1 == 0xA8 {
+			return 0 // overlong, a surrogate, U+2028 or U+2029
+		}
+		return 3
+	case len(s) < 4 || s[3]&0xC0 != 0x80 || c0 > 0xF4 || c0 == 0xF0 && c1 < 0x90 || c0 == 0xF4 && c1 > 0x8F:
+		return 0 // not a sequence, overlong, or past U+10FFFF
+	}
+	return 4
+}
+
+const (
+	lsb = 0x0101010101010101 // the low bit of each byte of a word
+	msb = 0x8080808080808080 // the high bit of each byte of a word
+)
+
+// needsEscape reports whether any byte of w is not written as itself: below
+// 0x20, a quote, a backslash, not ASCII, or <, > or & with html. A borrow can
+// only flag a byte above one that is flagged already.
+func needsEscape(w uint64, html bool) bool {
+	t := w | (w - 0x20*lsb) | (w ^ '"'*lsb - lsb) | (w ^ '\\'*lsb - lsb)
+	if html {
+		// < and > differ in one bit only.
+		t |= (w^'<'*lsb)&^(2*lsb) - lsb | (w ^ '&'*lsb - lsb)
+	}
+	return t&msb != 0
+}
+
+// load64 reads s[0:8] as a little-endian word (one load: the compiler merges them).
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// load32 reads s[0:4] as a little-endian word.
+func load32(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
 // reserve returns buf (used up to j) with at least n bytes of room after j,

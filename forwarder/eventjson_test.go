@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -138,8 +139,9 @@ func TestAppendStringJSONMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// BenchmarkAppendStringJSON escapes a dense JSON body, the common case: a quote
-// every few bytes.
+// BenchmarkAppendStringJSON escapes the bodies Build sees: dense JSON (a quote
+// every few bytes, the common case) without and with HTML escaping, English
+// text (few escapes) and a long run with nothing to escape.
 func BenchmarkAppendStringJSON(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString(`{"items":[`)
@@ -147,11 +149,31 @@ func BenchmarkAppendStringJSON(b *testing.B) {
 		fmt.Fprintf(&sb, `{"id":%d,"name":"item-%d","price":%d.25,"tags":["a","b"]},`, 100000+i*7919, i, i*13)
 	}
 	sb.WriteString(`{}]}`)
-	body := sb.String()
-	buf := make([]byte, 0, 4*len(body))
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		buf = appendStringJSON(buf[:0], body, true)
+	dense := sb.String()
+	text := strings.Repeat("The quick brown fox jumps over the lazy dog, then naps in the sun.\n"+
+		"It said \"hello\" to nobody in particular; the dog (still lazy) did not answer.\n", 25)
+	plain := strings.Repeat("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/", 64)
+	for _, bc := range []struct {
+		name string
+		s    string
+		html bool
+	}{
+		{"json", dense, false},
+		{"jsonhtml", dense, true},
+		{"text", text, false},
+		{"plain", plain, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			// The output starts somewhere else in its page each time: at the
+			// input's offset, every load would wait on a store (4K aliasing).
+			buf := make([]byte, 4*len(bc.s)+4096)
+			b.SetBytes(int64(len(bc.s)))
+			off := 0
+			for b.Loop() {
+				off = (off + 1031) % 4096
+				appendStringJSON(buf[off:off], bc.s, bc.html)
+			}
+		})
 	}
 }
 
@@ -176,10 +198,12 @@ func TestBuildEscapesBodiesOnce(t *testing.T) {
 	assert.Equal(t, encodingJSON(t, ev, false), string(got))
 }
 
-// Each kind of byte that leaves the table's path, at every offset of strings
-// of every length across the four-byte groups and a 64-byte chunk's end.
+// Each kind of byte escaped apart, at every offset of strings of every
+// length across a 16-byte group, the words copied after a group with nothing
+// to escape, the four-byte steps of the last bytes and a 64-byte chunk's end.
 func TestAppendStringJSONSpecialAtEachOffset(t *testing.T) {
-	for _, special := range []string{`"`, "\\", "\n", "\x01", "<", "&", "é", "\u2028", "\xff", "\xe2\x80", "𝄞"} {
+	for _, special := range []string{`"`, "\\", "\n", "\t", "\x01", "\x1f", "\x7f", "<", ">", "&", "é", "€", "\u2028", "\u2029",
+		"\xff", "\xe2\x80", "\xed\xa0\x80", "𝄞", "\xf4\x90\x80\x80"} {
 		for n := range 72 {
 			for at := 0; at <= n; at++ {
 				s := strings.Repeat("a", at) + special + strings.Repeat("b", n-at)
@@ -192,10 +216,84 @@ func TestAppendStringJSONSpecialAtEachOffset(t *testing.T) {
 	}
 }
 
+// Two bytes escaped apart at every pair of offsets of strings up to 40 bytes:
+// one may end a group's run of bytes written from the table and the other be
+// in the next, or in the last bytes.
+func TestAppendStringJSONPairsAtEachOffset(t *testing.T) {
+	specials := []string{`"`, "\x01", "é"}
+	for n := range 41 {
+		for a := 0; a < n; a++ {
+			for b := a + 1; b < n; b++ {
+				for _, x := range specials {
+					for _, y := range specials {
+						s := strings.Repeat("a", a) + x + strings.Repeat("b", b-a-1) + y + strings.Repeat("c", n-b-1)
+						for _, html := range []bool{false, true} {
+							if got, want := string(appendStringJSON(nil, s, html)), encodingJSON(t, s, html); got != want {
+								t.Fatalf("%q html %v: got %q, want %q", s, html, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// Every amount of room left after what the buffer holds, so that room runs
+// out at every point of every path.
+func TestAppendStringJSONRoom(t *testing.T) {
+	var sb strings.Builder
+	for i := range 6 {
+		fmt.Fprintf(&sb, `{"id":%d,"name":"it\u00e9m <%d>","ok":true},`, i, i)
+	}
+	for _, s := range []string{
+		sb.String(),
+		strings.Repeat("plain text without anything to escape, ", 5),
+		strings.Repeat("Größe «très» — 5 €\u2028\x01\xff ", 6),
+		strings.Repeat("\"\\\n\x00", 40),
+	} {
+		for room := range 100 {
+			for _, html := range []bool{false, true} {
+				prefix := make([]byte, 3, 3+room)
+				copy(prefix, "pre")
+				if got, want := string(appendStringJSON(prefix, s, html)), "pre"+encodingJSON(t, s, html); got != want {
+					t.Fatalf("%q room %d html %v: got %q, want %q", s, room, html, got, want)
+				}
+			}
+		}
+	}
+}
+
+// utf8Len takes exactly the sequences utf8.DecodeRuneInString decodes other
+// than U+2028 and U+2029, whatever follows them or where they are cut off.
+func TestUTF8Len(t *testing.T) {
+	tails := []byte{0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xa8, 0xa9, 0xbf, 0xc0, 0xff}
+	for c0 := 0x80; c0 < 0x100; c0++ {
+		for c1 := range 256 {
+			for _, c2 := range tails {
+				for _, c3 := range []byte{0x41, 0x80, 0xbf, 0xc0} {
+					full := string([]byte{byte(c0), byte(c1), c2, c3})
+					for n := 1; n <= len(full); n++ {
+						want := 0
+						r, size := utf8.DecodeRuneInString(full[:n])
+						if (r != utf8.RuneError || size > 1) && r != '\u2028' && r != '\u2029' {
+							want = size
+						}
+						if got := utf8Len(full[:n]); got != want {
+							t.Fatalf("utf8Len(%q) = %d, want %d", full[:n], got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 // FuzzAppendStringJSON: appendStringJSON writes what encoding/json writes,
 // whatever the bytes, after whatever is in the buffer already.
 func FuzzAppendStringJSON(f *testing.F) {
-	for _, s := range []string{"", `{"a":"<b>\"q\"</b>","n":1}`, "a\"b\\c\b\f\n\r\t\x00\x1f\x7f <&> é \u2028\u2029 \xff\xfe end", strings.Repeat(`{"id":1,"name":"x"},`, 10)} {
+	for _, s := range []string{"", `{"a":"<b>\"q\"</b>","n":1}`, "a\"b\\c\b\f\n\r\t\x00\x1f\x7f <&> é \u2028\u2029 \xff\xfe end", strings.Repeat(`{"id":1,"name":"x"},`, 10),
+		strings.Repeat("plain words, ", 8) + "Größe «très» 5 € 𝄞 \xed\xa0\x80\xf4\x90\x80\x80"} {
 		f.Add(s, uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, s string, room uint8) {
