@@ -91,7 +91,7 @@ func BenchmarkReplay(b *testing.B) {
 		n = v
 	}
 	path := benchCapture(b, n)
-	defer startHeapFloor(heapFloor)() // as the binary runs
+	defer startHeapFloor(replayHeapFloor)() // as the binary runs
 	cores := runtime.GOMAXPROCS(0)
 	var bareDur, oneDur, allDur time.Duration
 	var packets, fileBytes, exchanges, mallocs uint64
@@ -150,7 +150,7 @@ func BenchmarkReplay(b *testing.B) {
 // uploader's queue, show whether the uploader holds the replay back.
 func BenchmarkReplayOTAS(b *testing.B) {
 	path := benchCapture(b, 20_000)
-	defer startHeapFloor(heapFloor)() // as the binary runs
+	defer startHeapFloor(replayHeapFloor)() // as the binary runs
 	srv := otasserver.New(benchKey, otasserver.Project{ID: "6118d2b5-34f7-4ba3-a70c-2b09f9051b71", Name: "bench"})
 	defer srv.Close()
 	// The generated capture's token is not one this server signed.

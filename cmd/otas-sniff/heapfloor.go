@@ -8,13 +8,19 @@ import (
 	"sync"
 )
 
-// heapFloor is the smallest heap goal the collector is given. A replay's live
-// heap is 5–15 MB, so with GOGC=100 it collected ~40 times a second, each time
-// also scanning the binary's 5 MB of globals: ~10% of its CPU. A 32 MB goal
-// made the replay 12–14% faster for ~45 MB more peak RSS (64 MB: about as fast,
-// +85 MB). A larger live heap (many connections) keeps the usual GOGC=100, and
-// a memory limit still caps it all.
-const heapFloor = 32 << 20
+// The smallest heap goals the collector is given. A replay's live heap with
+// one worker is 5–15 MB, so with GOGC=100 it collected ~40 times a second,
+// each time also scanning the binary's 5 MB of globals: ~10% of its CPU. A
+// 32 MB goal made it 12–14% faster for ~45 MB more peak RSS, and 64 MB another
+// 13% (CPU seconds, alternated runs) for ~50 MB more: a replay is a batch job,
+// and with every core (the default) its live heap is above 64 MB anyway, so
+// replay takes 64 MB. A live capture runs for weeks on every node, where the
+// footprint counts: 32 MB. A larger live heap (many connections) keeps the
+// usual GOGC=100, and a memory limit still caps it all.
+const (
+	liveHeapFloor   = 32 << 20
+	replayHeapFloor = 64 << 20
+)
 
 // gcPercentFor is the GOGC that puts the heap goal at floor bytes, given the
 // live heap and the roots the collector also counts (globals and stacks): the

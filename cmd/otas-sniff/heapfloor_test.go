@@ -15,15 +15,18 @@ func TestGCPercentFor(t *testing.T) {
 		name              string
 		live, roots, want uint64
 	}{
-		{"replay: small heap, globals", 5 * mib, 5 * mib, 270},
+		{"small heap, globals", 5 * mib, 5 * mib, 270},
 		{"half the floor and more: the default", 16 * mib, 5 * mib, 100},
 		{"100,000 connections", 170 * mib, 5 * mib, 100},
 		{"nothing measured yet", 0, 0, 100},
 		{"a tiny heap: capped", 100 << 10, 100 << 10, 2000},
 		{"large roots: never below 100", 15 * mib, 30 * mib, 100},
 	} {
-		assert.EqualValues(t, tc.want, gcPercentFor(tc.live, tc.roots, heapFloor), tc.name)
+		assert.EqualValues(t, tc.want, gcPercentFor(tc.live, tc.roots, liveHeapFloor), tc.name)
 	}
+	// A replay's floor: twice the goal for the same small heap.
+	assert.EqualValues(t, 590, gcPercentFor(5*mib, 5*mib, replayHeapFloor))
+	assert.EqualValues(t, 100, gcPercentFor(40*mib, 5*mib, replayHeapFloor), "a replay with every core: above half the floor")
 }
 
 func gogc() uint64 {
@@ -36,7 +39,7 @@ func gogc() uint64 {
 // floor; stopping restores the GOGC there was; a GOGC from the environment is
 // left alone.
 func TestHeapFloor(t *testing.T) {
-	stop := startHeapFloor(heapFloor)
+	stop := startHeapFloor(liveHeapFloor)
 	deadline := time.Now().Add(5 * time.Second)
 	for gogc() == 100 && time.Now().Before(deadline) {
 		runtime.GC()
@@ -47,7 +50,7 @@ func TestHeapFloor(t *testing.T) {
 	assert.EqualValues(t, 100, gogc(), "GOGC restored")
 
 	t.Setenv("GOGC", "150")
-	stop = startHeapFloor(heapFloor)
+	stop = startHeapFloor(liveHeapFloor)
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
 	assert.EqualValues(t, 100, gogc(), "the environment's GOGC is the user's (the runtime read it at start)")

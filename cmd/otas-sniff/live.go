@@ -126,7 +126,7 @@ func runLive(cmd *cobra.Command, flags *liveFlags) error {
 	if err := applyMemoryLimit(flags.memoryLimit); err != nil {
 		return err
 	}
-	defer startHeapFloor(heapFloor)()
+	defer startHeapFloor(liveHeapFloor)()
 	cfg, err := flags.pipelineConfig()
 	if err != nil {
 		return err

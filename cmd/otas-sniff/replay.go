@@ -146,7 +146,7 @@ Several files are merged by timestamp.`,
 			if err := applyMemoryLimit(flags.memoryLimit); err != nil {
 				return err
 			}
-			defer startHeapFloor(heapFloor)()
+			defer startHeapFloor(replayHeapFloor)()
 			cfg, err := flags.pipelineConfig()
 			if err != nil {
 				return err
