@@ -326,7 +326,9 @@ func appendStringJSON(b []byte, s string, html bool) []byte {
 // than 16 bytes of s or 33 of room are left.
 //
 // Each byte writes its one or two bytes from t.e as a 16-bit store, the next
-// byte's store starting after the bytes kept (t.two), without a branch.
+// byte's store starting after the bytes kept (t.two), without a branch. The 16
+// are written out: a four-byte helper costs too much to inline (180 against a
+// budget of 80), and calling it made dense JSON 3× slower.
 func escapeCommon(out []byte, j int, s string, i int, t *escTable) (int, int, int) {
 	rest, dst := s[i:], out[j:]
 	for len(rest) >= 16 && len(dst) > 32 {
