@@ -74,6 +74,8 @@ type Redactor struct {
 	namesByLast [256][]string
 	keyPairs    *[256][4]uint64
 	quickOK     bool
+	// quick is the vector kernel's tables, nil without one (newQuickTables).
+	quick *quickTables
 }
 
 var (
@@ -138,6 +140,7 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 			names = append(names, name)
 		}
 		r.keyPairs = keyPairsFor(names)
+		r.quick = newQuickTables(names)
 	}
 	r.minPattern = r.patterns[0].minLen
 	for _, p := range r.patterns {
@@ -556,6 +559,20 @@ func zeroBytes(v uint64) uint64 {
 // case); 13 digits in a row, spaces and dashes allowed between them (a card
 // number). It may say yes when nothing changes, never no when something would.
 //
+// Bodies of 64 bytes or more go to the vector kernel when the machine has
+// one (mayChangeJSONVector), the others a word at a time.
+func (r *Redactor) mayChangeJSON(body []byte) bool {
+	if !r.quickOK {
+		return true
+	}
+	if r.quick != nil && len(body) >= 64 {
+		return r.mayChangeJSONVector(body)
+	}
+	return r.mayChangeJSONWords(body)
+}
+
+// mayChangeJSONWords is mayChangeJSON a word at a time, for any body.
+//
 // The rarest byte of a backslash, "eyJ", U+0130 and U+212A is looked for
 // with bytes.IndexByte (assembly, tens of bytes a nanosecond). The rest is
 // read 8 bytes at a time, as a uint64 (see lo8), with the word one byte
@@ -567,10 +584,7 @@ func zeroBytes(v uint64) uint64 {
 // fourth byte: 13 card bytes in a row hold three samples, and three card
 // samples in a row have their neighbourhood counted exactly. The first bytes
 // and the last few, which have no whole word, are checked one at a time.
-func (r *Redactor) mayChangeJSON(body []byte) bool {
-	if !r.quickOK {
-		return true
-	}
+func (r *Redactor) mayChangeJSONWords(body []byte) bool {
 	if bytes.IndexByte(body, '\\') >= 0 || hasEyJ(body) || leadBefore(body, 0xC4, 0xB0) || leadBefore(body, 0xE2, 0x84) {
 		return true
 	}

@@ -302,16 +302,19 @@ func FuzzQuickChecks(f *testing.F) {
 	r := NewRedactor(RedactorOptions{Params: []string{"x_y"}})
 	// Names of one byte and names that start with no letter.
 	odd := NewRedactor(RedactorOptions{Params: []string{"q", "_id", "2fa", "~"}})
+	paths := [2]map[string]func([]byte) bool{mayChangeJSONPaths(f, r), mayChangeJSONPaths(f, odd)}
 	f.Fuzz(func(t *testing.T, in string) {
-		for _, r := range []*Redactor{r, odd} {
-			got := r.mayChangeJSON([]byte(in))
-			if !got {
+		for k, r := range []*Redactor{r, odd} {
+			want := mayChangeJSONRef(r, []byte(in))
+			if !want {
 				if out := r.redactJSON([]byte(in)); !bytes.Equal(out, []byte(in)) {
-					t.Fatalf("mayChangeJSON ruled out %q, which redacts to %q", in, out)
+					t.Fatalf("mayChangeJSON's definition rules out %q, which redacts to %q", in, out)
 				}
 			}
-			if want := mayChangeJSONRef(r, []byte(in)); got != want {
-				t.Fatalf("mayChangeJSON(%q) = %v, its definition says %v", in, got, want)
+			for name, path := range paths[k] {
+				if got := path([]byte(in)); got != want {
+					t.Fatalf("mayChangeJSON (%s) of %q = %v, its definition says %v", name, in, got, want)
+				}
 			}
 		}
 		if !r.mayMatch([]byte(in)) && r.redactText([]byte(in)) != nil {
@@ -414,39 +417,61 @@ func TestMayChangeJSON(t *testing.T) {
 		{"\xc4\xb1", false},
 		{"\xe2\x85", false},
 	}
-	for _, tt := range tests {
-		for pre := range 18 {
-			for post := range 18 {
-				for _, fill := range []string{"x", ",", `"`} {
-					body := []byte(strings.Repeat(fill, pre) + tt.piece + strings.Repeat(fill, post))
-					got := r.mayChangeJSON(body)
-					require.Equal(t, mayChangeJSONRef(r, body), got, "%q", body)
-					if fill == "x" {
-						require.Equal(t, tt.want, got, "%q", body)
-					}
-					if !got {
-						require.Equal(t, string(body), string(r.redactJSON(body)), "ruled out %q", body)
+	// Words: around the 8-byte words and the first three bytes. Vector: around
+	// the 32-byte blocks too, in bodies up to three blocks long.
+	for name, path := range mayChangeJSONPaths(t, r) {
+		pres, posts := 18, 18
+		if name == "vector" {
+			pres, posts = 80, 40
+		}
+		for _, tt := range tests {
+			for pre := range pres {
+				for post := range posts {
+					for _, fill := range []string{"x", ",", `"`} {
+						body := []byte(strings.Repeat(fill, pre) + tt.piece + strings.Repeat(fill, post))
+						got := path(body)
+						require.Equal(t, mayChangeJSONRef(r, body), got, "%s %q", name, body)
+						if fill == "x" {
+							require.Equal(t, tt.want, got, "%s %q", name, body)
+						}
+						if !got && post < 18 {
+							require.Equal(t, string(body), string(r.redactJSON(body)), "ruled out %q", body)
+						}
 					}
 				}
 			}
 		}
 	}
-	// Lead bytes at the very end could start U+0130 or U+212A in a longer body.
-	for _, end := range []string{"\xc4", "\xe2"} {
-		for pre := range 18 {
-			assert.True(t, r.mayChangeJSON([]byte(strings.Repeat("x", pre)+end)), "%d%q", pre, end)
+	for name, path := range mayChangeJSONPaths(t, r) {
+		// Lead bytes at the very end could start U+0130 or U+212A in a longer body.
+		for _, end := range []string{"\xc4", "\xe2"} {
+			for pre := range 80 {
+				assert.True(t, path([]byte(strings.Repeat("x", pre)+end)), "%s %d%q", name, pre, end)
+			}
+		}
+		// "bearer" needs 8 bytes from its b: a token after a separator.
+		for pre := range 80 {
+			for _, end := range []string{"bearer", "bearer ", "BEARERx"} {
+				body := []byte(strings.Repeat("x", pre) + end)
+				assert.False(t, path(body), "%s %q", name, body)
+				assert.True(t, path(append(body, '1', '2')), "%s %q", name, body)
+			}
+		}
+		// A bare quote and nothing else, the shortest bodies.
+		for _, body := range []string{"", `"`, `""`, `"q`, `"q"`, "\\"} {
+			assert.Equal(t, mayChangeJSONRef(r, []byte(body)), path([]byte(body)), "%s %q", name, body)
 		}
 	}
-	// "bearer" needs 8 bytes from its b: a token after a separator.
-	for pre := range 18 {
-		for _, end := range []string{"bearer", "bearer ", "BEARERx"} {
-			body := []byte(strings.Repeat("x", pre) + end)
-			assert.False(t, r.mayChangeJSON(body), "%q", body)
-			assert.True(t, r.mayChangeJSON(append(body, '1', '2')), "%q", body)
-		}
+}
+
+// mayChangeJSONPaths are the ways mayChangeJSON reads a body on this machine,
+// by name, each for bodies of any length.
+func mayChangeJSONPaths(t testing.TB, r *Redactor) map[string]func([]byte) bool {
+	paths := map[string]func([]byte) bool{"words": r.mayChangeJSONWords}
+	if r.quick != nil {
+		paths["vector"] = r.mayChangeJSONVector
+	} else {
+		t.Log("this machine has no AVX2: only the word-at-a-time path is tested")
 	}
-	// A bare quote and nothing else, the shortest bodies.
-	for _, body := range []string{"", `"`, `""`, `"q`, `"q"`, "\\"} {
-		assert.Equal(t, mayChangeJSONRef(r, []byte(body)), r.mayChangeJSON([]byte(body)), "%q", body)
-	}
+	return paths
 }

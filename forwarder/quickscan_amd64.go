@@ -1,0 +1,17 @@
+package forwarder
+
+import "golang.org/x/sys/cpu"
+
+// haveAVX2 is whether this machine runs the AVX2 kernels.
+var haveAVX2 = cpu.X86.HasAVX2
+
+// quickScanAVX2 reads body 32 bytes at a time from i (at least 3) while 32
+// are left, and returns at the first block where it finds something: hit for
+// a backslash, "eyJ", U+0130 or U+212A (their first two bytes), or 13 card
+// bytes in a row (carry holds the card bytes of the 32 before i, as a mask);
+// else the colons and the e's after a b to look at, by bit. at is that
+// block's start, or where it stopped; cards the card bytes of the last block
+// read.
+//
+//go:noescape
+func quickScanAVX2(body []byte, i int, t *quickTables, carry uint32) (at int, colons, bes uint32, hit bool, cards uint32)
