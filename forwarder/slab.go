@@ -3,6 +3,8 @@ package forwarder
 import (
 	"sync"
 	"unsafe"
+
+	"github.com/otas/otas-sniff/internal/unzeroed"
 )
 
 // A slab hands out the small strings of events (header and query JSON,
@@ -36,10 +38,10 @@ const (
 // end, the value moves to its own allocation).
 func (s *slab) free(n int) []byte {
 	if n > slabMax {
-		return make([]byte, 0, n)
+		return unzeroed.Bytes(n)
 	}
 	if cap(s.buf)-len(s.buf) < n {
-		s.buf = make([]byte, 0, slabChunk)
+		s.buf = unzeroed.Bytes(slabChunk) // its bytes are handed out only once written
 	}
 	return s.buf[len(s.buf):]
 }

@@ -1,6 +1,10 @@
 package httpparse
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/otas/otas-sniff/internal/unzeroed"
+)
 
 // A message is kept in two allocations, made once its head is parsed and its
 // framing known (direction.keep): a msgBox holding the Message, its header
@@ -83,10 +87,10 @@ func newBox[P any](n int) (*P, *Message, Header) {
 // The text is made with unsafe.String so that head and body share one
 // allocation. That is sound because the text's bytes are never written again:
 // the body only appends past them, into room, whose capacity ends where the
-// buffer does, and nothing else holds the buffer.
+// buffer does, and nothing else holds the buffer. The buffer is not cleared:
+// the body is appended to room, and read up to its length only.
 func keepText(block []byte, bodyRoom int) (text string, room []byte) {
-	buf := make([]byte, len(block), len(block)+bodyRoom)
-	copy(buf, block)
+	buf := append(unzeroed.Bytes(len(block)+bodyRoom), block...)
 	if bodyRoom > 0 {
 		room = buf[len(block):]
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/klauspost/compress/zlib"
 
 	"github.com/otas/otas-sniff/internal/sizedread"
+
+	"github.com/otas/otas-sniff/internal/unzeroed"
 )
 
 // bodySink collects a message body as it streams past: it counts every byte and
@@ -83,7 +85,7 @@ func (b *bodySink) write(p []byte) {
 		if b.expected > 0 {
 			bound = int(min(b.expected, int64(b.limit)))
 		}
-		b.raw = append(make([]byte, 0, max(need, min(max(4*cap(b.raw), bodyReserve), bound))), b.raw...)
+		b.raw = append(unzeroed.Bytes(max(need, min(max(4*cap(b.raw), bodyReserve), bound))), b.raw...)
 	}
 	b.raw = append(b.raw, p...)
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/otas/otas-sniff/reassembly"
+
+	"github.com/otas/otas-sniff/internal/unzeroed"
 )
 
 // Options bound what the parser buffers per message.
@@ -718,7 +720,7 @@ func (d *direction) keep(msg *Message, fields Header, m *Message, h *rawHead, ex
 	}
 	text, raw := keepText(h.block, shared)
 	if raw == nil && room > 0 {
-		raw = make([]byte, 0, room)
+		raw = unzeroed.Bytes(room)
 	}
 	*msg = *m
 	h.fill(msg, fields, text)

@@ -3,7 +3,11 @@
 // trailer), where io.ReadAll starts at 512 bytes and grows.
 package sizedread
 
-import "io"
+import (
+	"io"
+
+	"github.com/otas/otas-sniff/internal/unzeroed"
+)
 
 // maxHint caps the room taken on trust from a hint: a size read off the wire
 // is not trusted with memory.
@@ -15,7 +19,7 @@ func ReadAll(r io.Reader, size int64) ([]byte, error) {
 	if size < 0 || size > maxHint {
 		size = 512
 	}
-	b := make([]byte, 0, size+1)
+	b := unzeroed.Bytes(int(size) + 1) // read into, and read up to its length only
 	for {
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
