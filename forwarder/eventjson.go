@@ -94,7 +94,8 @@ func (md *Metadata) appendJSON(b []byte, html bool) ([]byte, error) {
 	b = append(b, `{"event_id":`...)
 	b = appendStringJSON(b, md.EventID, html)
 	b = append(b, `,"request_time":`...)
-	if b, err = appendJSONTime(b, md.RequestTime); err != nil {
+	var tf timeFormat
+	if b, err = tf.appendJSON(b, md.RequestTime); err != nil {
 		return b, err
 	}
 	for _, t := range [...]struct {
@@ -109,7 +110,7 @@ func (md *Metadata) appendJSON(b []byte, html bool) ([]byte, error) {
 			continue // omitzero
 		}
 		b = append(b, t.key...)
-		if b, err = appendJSONTime(b, t.t); err != nil {
+		if b, err = tf.appendJSON(b, t.t); err != nil {
 			return b, err
 		}
 	}
@@ -169,14 +170,52 @@ func (md *Metadata) appendJSON(b []byte, html bool) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// appendJSONTime writes t as time.Time.MarshalJSON does.
-func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
-	if y := t.Year(); y < 0 || y > 9999 {
-		return b, errUnusual
-	}
+// timeFormat writes times as time.Time.MarshalJSON does, reusing the date
+// and clock of the last UTC time it wrote for the next in the same second:
+// an event's four times mostly are, and the date is most of the work.
+type timeFormat struct {
+	sec    int64    // the Unix second of prefix, when ok
+	prefix [19]byte // "2006-01-02T15:04:05"
+	ok     bool
+}
+
+// appendJSON appends t, quoted.
+func (f *timeFormat) appendJSON(b []byte, t time.Time) ([]byte, error) {
 	b = append(b, '"')
+	if sec := t.Unix(); f.ok && sec == f.sec && t.Location() == time.UTC {
+		b = append(b, f.prefix[:]...)
+		b = appendFraction(b, t.Nanosecond())
+		return append(b, `Z"`...), nil
+	}
+	if y := t.Year(); y < 0 || y > 9999 {
+		return b[:len(b)-1], errUnusual
+	}
+	n := len(b)
 	b = t.AppendFormat(b, time.RFC3339Nano)
+	if f.ok = t.Location() == time.UTC; f.ok {
+		f.sec = t.Unix()
+		copy(f.prefix[:], b[n:])
+	}
 	return append(b, '"'), nil
+}
+
+// appendFraction appends ns as RFC3339Nano's fraction: a point and nine
+// digits less the trailing zeros, nothing when ns is 0.
+func appendFraction(b []byte, ns int) []byte {
+	if ns == 0 {
+		return b
+	}
+	var d [10]byte
+	d[0] = '.'
+	for i := 9; i > 0; i-- {
+		d[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	n := 10
+	for d[n-1] == '0' {
+		n--
+	}
+	return append(b, d[:n]...)
 }
 
 // appendJSONFloat writes f as encoding/json does: like ES6, 'e' notation only

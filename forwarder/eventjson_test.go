@@ -313,3 +313,32 @@ func FuzzAppendStringJSON(f *testing.F) {
 		}
 	})
 }
+
+// timeFormat writes what time.Time.MarshalJSON does, for times in and out of
+// the second it has cached, in UTC and elsewhere, with and without
+// fractions, and fails as it does on years out of its range.
+func TestTimeFormat(t *testing.T) {
+	base := time.Date(2026, 11, 27, 12, 34, 56, 0, time.UTC)
+	east := time.FixedZone("east", 5*3600+1800)
+	var times []time.Time
+	for _, d := range []time.Duration{0, 1, 10, 999, 1000, 123456789, 999999999, time.Second, time.Second + 40*time.Microsecond, -1, 24 * time.Hour, 400 * 24 * time.Hour} {
+		times = append(times, base.Add(d), base.Add(d).In(east), base.Add(d).Local())
+	}
+	times = append(times, time.Time{}, time.Unix(0, 1).UTC(), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC))
+	var f timeFormat
+	for _, prev := range times {
+		for _, tm := range times {
+			f.appendJSON(nil, prev) // caches prev's second, if it can
+			want, wantErr := tm.MarshalJSON()
+			got, err := f.appendJSON([]byte("x"), tm)
+			if wantErr != nil {
+				require.Error(t, err, "%v", tm)
+				require.Equal(t, "x", string(got), "nothing written on an error")
+				continue
+			}
+			require.NoError(t, err, "%v", tm)
+			require.Equal(t, "x"+string(want), string(got), "%v after %v", tm, prev)
+		}
+	}
+}
