@@ -290,22 +290,40 @@ const (
 // leave the buffer twice its size.
 const escChunk = 64
 
+// escAVX2Min is how much of s escapeAVX2 needs left to take a step: its
+// loads reach 64 bytes past where a step starts.
+const escAVX2Min = 64
+
 // appendStringJSON writes s as a JSON string exactly as encoding/json does:
 // invalid UTF-8 becomes U+FFFD, U+2028 and U+2029 are escaped, and so are <, >
 // and & when html is set.
 //
-// Bodies are mostly dense JSON with a quote every few bytes, where a branch on
-// "does this byte need escaping" mispredicts all the time: escapeCommon writes
-// them 16 bytes at a time from a table (jsonEscape) without one. Text and long
-// runs of plain ASCII would pay that for nothing, so after 16 bytes that
-// needed no escaping escapeWords copies a word at a time, checked as a whole,
-// until one needs escaping. Bytes the table does not write (non-ASCII,
-// control characters without a short escape, <>& with html) go to
-// escapeBytes, which copies valid UTF-8 as is, and back to the table after 16
-// bytes it wrote in a row; the last bytes (fewer than 16) to escapeShort.
-// Only invalid UTF-8, U+2028 and U+2029 are written here. Room is reserved
-// when less than the next step's worst case is left.
+// With AVX2 (amd64), escapeAVX2 writes s 32 bytes a step while 64 are left,
+// without a branch on each byte: a step with nothing to escape is stored as
+// it is, one with only two-byte escapes (the quotes of dense JSON) spread by
+// a shuffle, the rest written one escape at a time. It stops at a byte of
+// 0x80 or more, left to escapeBytes below until it hands back.
+//
+// Otherwise, and for the rest: bodies are mostly dense JSON with a quote every
+// few bytes, where a branch on "does this byte need escaping" mispredicts all
+// the time: escapeCommon writes them 16 bytes at a time from a table
+// (jsonEscape) without one. Text and long runs of plain ASCII would pay that
+// for nothing, so after 16 bytes that needed no escaping escapeWords copies a
+// word at a time, checked as a whole, until one needs escaping. Bytes the
+// table does not write (non-ASCII, control characters without a short escape,
+// <>& with html) go to escapeBytes, which copies valid UTF-8 as is, and back
+// to the table (or escapeAVX2) after 16 bytes it wrote in a row; the last
+// bytes (fewer than 16) to escapeShort. Only invalid UTF-8, U+2028 and U+2029
+// are written here. Room is reserved when less than the next step's worst
+// case is left.
 func appendStringJSON(b []byte, s string, html bool) []byte {
+	return appendStringJSONWith(b, s, html, hasAVX2)
+}
+
+// appendStringJSONWith is appendStringJSON with escapeAVX2 (when avx2 and the
+// CPU has it) or without, so tests can check both.
+func appendStringJSONWith(b []byte, s string, html, avx2 bool) []byte {
+	avx2 = avx2 && hasAVX2
 	t := &jsonEscape[0]
 	if html {
 		t = &jsonEscape[1]
@@ -317,12 +335,19 @@ func appendStringJSON(b []byte, s string, html bool) []byte {
 	out[j] = '"'
 	j++
 	for i, mode := 0, escCommon; i < len(s); {
-		// Each step writes at most two bytes for each of 16 bytes of s, or six for one.
-		if len(out)-j <= max(2*min(len(s)-i, 16), 6) {
+		// Each step writes at most two bytes for each of 16 bytes of s, or six
+		// for one; escapeAVX2 takes a step while 64 are left.
+		simd := avx2 && mode != escBytes && len(s)-i >= escAVX2Min
+		if room := len(out) - j; room <= max(2*min(len(s)-i, 16), 6) || simd && room < 64 {
 			out = reserve(out, j, max(2*min(len(s)-i, escChunk), 6))
 		}
 		var hand bool
 		switch {
+		case simd:
+			mode = escCommon
+			if i, j = escapeAVX2(out, j, s, i, html); s[i] >= utf8.RuneSelf {
+				mode = escBytes
+			}
 		case mode == escBytes:
 			if i, j, hand = escapeBytes(out, j, s, i, t); !hand {
 				mode = escCommon

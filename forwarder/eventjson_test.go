@@ -109,7 +109,24 @@ func TestHeadersAndValuesJSONMatchEncodingJSON(t *testing.T) {
 	assert.Equal(t, `{"k":null}`, valuesJSON(url.Values{"k": nil}))
 }
 
+// escapePaths runs f with appendStringJSON's pure Go steps and with
+// escapeAVX2, skipped with a message when the CPU has no AVX2.
+func escapePaths(t *testing.T, f func(t *testing.T, appendString func(b []byte, s string, html bool) []byte)) {
+	for _, avx2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "go", true: "avx2"}[avx2], func(t *testing.T) {
+			if avx2 && !hasAVX2 {
+				t.Skip("no AVX2 (or purego): escapeAVX2 not tested")
+			}
+			f(t, func(b []byte, s string, html bool) []byte { return appendStringJSONWith(b, s, html, avx2) })
+		})
+	}
+}
+
 func TestAppendStringJSONMatchesEncodingJSON(t *testing.T) {
+	escapePaths(t, testAppendStringJSONMatchesEncodingJSON)
+}
+
+func testAppendStringJSONMatchesEncodingJSON(t *testing.T, appendStringJSON func([]byte, string, bool) []byte) {
 	// Random strings over an alphabet of every escaping case, at every length up
 	// to 64 and some longer, so the room reserved for six-byte escapes and runes
 	// across chunk ends is exercised.
@@ -141,7 +158,8 @@ func TestAppendStringJSONMatchesEncodingJSON(t *testing.T) {
 
 // BenchmarkAppendStringJSON escapes the bodies Build sees: dense JSON (a quote
 // every few bytes, the common case) without and with HTML escaping, English
-// text (few escapes) and a long run with nothing to escape.
+// text (few escapes), a long run with nothing to escape, text with a
+// non-ASCII letter every few words, and a header value.
 func BenchmarkAppendStringJSON(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString(`{"items":[`)
@@ -153,6 +171,7 @@ func BenchmarkAppendStringJSON(b *testing.B) {
 	text := strings.Repeat("The quick brown fox jumps over the lazy dog, then naps in the sun.\n"+
 		"It said \"hello\" to nobody in particular; the dog (still lazy) did not answer.\n", 25)
 	plain := strings.Repeat("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/", 64)
+	accents := strings.Repeat("Größe «très» — 5 € pour un café crème, s'il vous plaît. Zürich, Genève.\n", 40)
 	for _, bc := range []struct {
 		name string
 		s    string
@@ -162,6 +181,8 @@ func BenchmarkAppendStringJSON(b *testing.B) {
 		{"jsonhtml", dense, true},
 		{"text", text, false},
 		{"plain", plain, false},
+		{"utf8", accents, false},
+		{"short", "application/json; charset=utf-8", true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			// The output starts somewhere else in its page each time: at the
@@ -200,11 +221,16 @@ func TestBuildEscapesBodiesOnce(t *testing.T) {
 
 // Each kind of byte escaped apart, at every offset of strings of every
 // length across a 16-byte group, the words copied after a group with nothing
-// to escape, the four-byte steps of the last bytes and a 64-byte chunk's end.
+// to escape, the four-byte steps of the last bytes, a 64-byte chunk's end, and
+// escapeAVX2's first two 32-byte steps and the bytes it leaves.
 func TestAppendStringJSONSpecialAtEachOffset(t *testing.T) {
+	escapePaths(t, testAppendStringJSONSpecialAtEachOffset)
+}
+
+func testAppendStringJSONSpecialAtEachOffset(t *testing.T, appendStringJSON func([]byte, string, bool) []byte) {
 	for _, special := range []string{`"`, "\\", "\n", "\t", "\x01", "\x1f", "\x7f", "<", ">", "&", "é", "€", "\u2028", "\u2029",
 		"\xff", "\xe2\x80", "\xed\xa0\x80", "𝄞", "\xf4\x90\x80\x80"} {
-		for n := range 72 {
+		for n := range 104 {
 			for at := 0; at <= n; at++ {
 				s := strings.Repeat("a", at) + special + strings.Repeat("b", n-at)
 				for _, html := range []bool{false, true} {
@@ -216,12 +242,20 @@ func TestAppendStringJSONSpecialAtEachOffset(t *testing.T) {
 	}
 }
 
-// Two bytes escaped apart at every pair of offsets of strings up to 40 bytes:
-// one may end a group's run of bytes written from the table and the other be
-// in the next, or in the last bytes.
+// Two bytes escaped apart at every pair of offsets of strings up to 40 bytes
+// and of 100: one may end a group's run of bytes written from the table (or
+// a 32-byte step's) and the other be in the next, or in the last bytes.
 func TestAppendStringJSONPairsAtEachOffset(t *testing.T) {
+	escapePaths(t, testAppendStringJSONPairsAtEachOffset)
+}
+
+func testAppendStringJSONPairsAtEachOffset(t *testing.T, appendStringJSON func([]byte, string, bool) []byte) {
 	specials := []string{`"`, "\x01", "é"}
+	lengths := []int{100}
 	for n := range 41 {
+		lengths = append(lengths, n)
+	}
+	for _, n := range lengths {
 		for a := 0; a < n; a++ {
 			for b := a + 1; b < n; b++ {
 				for _, x := range specials {
@@ -239,9 +273,57 @@ func TestAppendStringJSONPairsAtEachOffset(t *testing.T) {
 	}
 }
 
+// Strings of only two-byte escapes and bytes written as they are, so that
+// escapeAVX2 spreads every pattern of escapes over each 8 bytes of a step,
+// and random ones of them at every length up to 300.
+func TestAppendStringJSONDenseEscapes(t *testing.T) {
+	escapePaths(t, testAppendStringJSONDenseEscapes)
+}
+
+func testAppendStringJSONDenseEscapes(t *testing.T, appendStringJSON func([]byte, string, bool) []byte) {
+	short := []byte("\"\\\n\r\t\b\f")
+	plain := []byte("a/ ~\x7f<>&")
+	rng := rand.New(rand.NewPCG(3, 4))
+	check := func(s string) {
+		for _, html := range []bool{false, true} {
+			if got, want := string(appendStringJSON([]byte("p"), s, html)), "p"+encodingJSON(t, s, html); got != want {
+				t.Fatalf("%q html %v: got %q, want %q", s, html, got, want)
+			}
+		}
+	}
+	for m := range 256 {
+		for group := range 4 {
+			b := []byte(strings.Repeat("x", 100))
+			for k := range 8 {
+				if m>>k&1 != 0 {
+					b[8*group+k] = short[rng.IntN(len(short))]
+				}
+			}
+			check(string(b))
+		}
+	}
+	for n := range 300 {
+		for range 4 {
+			b := make([]byte, n)
+			for k := range b {
+				if rng.IntN(2) == 0 {
+					b[k] = short[rng.IntN(len(short))]
+				} else {
+					b[k] = plain[rng.IntN(len(plain))]
+				}
+			}
+			check(string(b))
+		}
+	}
+}
+
 // Every amount of room left after what the buffer holds, so that room runs
 // out at every point of every path.
 func TestAppendStringJSONRoom(t *testing.T) {
+	escapePaths(t, testAppendStringJSONRoom)
+}
+
+func testAppendStringJSONRoom(t *testing.T, appendStringJSON func([]byte, string, bool) []byte) {
 	var sb strings.Builder
 	for i := range 6 {
 		fmt.Fprintf(&sb, `{"id":%d,"name":"it\u00e9m <%d>","ok":true},`, i, i)
@@ -290,10 +372,15 @@ func TestUTF8Len(t *testing.T) {
 }
 
 // FuzzAppendStringJSON: appendStringJSON writes what encoding/json writes,
-// whatever the bytes, after whatever is in the buffer already.
+// whatever the bytes, after whatever is in the buffer already, with its pure
+// Go steps and with escapeAVX2.
 func FuzzAppendStringJSON(f *testing.F) {
+	if !hasAVX2 {
+		f.Log("no AVX2 (or purego): escapeAVX2 not fuzzed")
+	}
 	for _, s := range []string{"", `{"a":"<b>\"q\"</b>","n":1}`, "a\"b\\c\b\f\n\r\t\x00\x1f\x7f <&> é \u2028\u2029 \xff\xfe end", strings.Repeat(`{"id":1,"name":"x"},`, 10),
-		strings.Repeat("plain words, ", 8) + "Größe «très» 5 € 𝄞 \xed\xa0\x80\xf4\x90\x80\x80"} {
+		strings.Repeat("plain words, ", 8) + "Größe «très» 5 € 𝄞 \xed\xa0\x80\xf4\x90\x80\x80",
+		strings.Repeat("a\"b\\c\b\f\n\r\t\x00\x1f\x7f <&> é \u2028\u2029 \xff\xfe end", 3)} {
 		f.Add(s, uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, s string, room uint8) {
@@ -304,11 +391,13 @@ func FuzzAppendStringJSON(f *testing.F) {
 			if err := enc.Encode(s); err != nil {
 				t.Fatal(err)
 			}
-			prefix := make([]byte, 2, 2+int(room))
-			prefix[0], prefix[1] = 'p', 'q'
-			got := appendStringJSON(prefix, s, html)
-			if w := "pq" + strings.TrimSuffix(want.String(), "\n"); string(got) != w {
-				t.Fatalf("appendStringJSON(%q, html %v) = %q, want %q", s, html, got, w)
+			for _, avx2 := range []bool{false, hasAVX2} {
+				prefix := make([]byte, 2, 2+int(room))
+				prefix[0], prefix[1] = 'p', 'q'
+				got := appendStringJSONWith(prefix, s, html, avx2)
+				if w := "pq" + strings.TrimSuffix(want.String(), "\n"); string(got) != w {
+					t.Fatalf("appendStringJSON(%q, html %v, avx2 %v) = %q, want %q", s, html, avx2, got, w)
+				}
 			}
 		}
 	})

@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package forwarder
+
+// hasAVX2 is false: appendStringJSON only has its pure Go steps here.
+const hasAVX2 = false
+
+// escapeAVX2 is never called without AVX2.
+func escapeAVX2(dst []byte, j int, src string, i int, html bool) (ni, nj int) {
+	return i, j
+}
