@@ -8,8 +8,10 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// hasAVX2 is whether appendStringJSON escapes 32 bytes a step with
-// escapeAVX2, which also needs BMI1 (TZCNT, BLSR) and POPCNT. Read-only.
+// hasAVX2 is whether this machine runs the AVX2 kernels: appendStringJSON
+// escapes 32 bytes a step with escapeAVX2, which also needs BMI1 (TZCNT,
+// BLSR) and POPCNT, and mayChangeJSON reads 32 a step with quickScanAVX2.
+// Read-only.
 var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasBMI1 && cpu.X86.HasPOPCNT
 
 // escapeAVX2 writes src[i:] into dst from j, 32 bytes a step, while 64 bytes

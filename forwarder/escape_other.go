@@ -2,7 +2,8 @@
 
 package forwarder
 
-// hasAVX2 is false: appendStringJSON only has its pure Go steps here.
+// hasAVX2 is false: appendStringJSON and mayChangeJSON only have their pure
+// Go steps here.
 const hasAVX2 = false
 
 // escapeAVX2 is never called without AVX2.

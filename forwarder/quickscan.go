@@ -36,7 +36,7 @@ const (
 // newQuickTables returns the tables for names (lower-case ASCII, no quote or
 // backslash), or nil when this machine has no vector kernel.
 func newQuickTables(names []string) *quickTables {
-	if !haveAVX2 {
+	if !hasAVX2 {
 		return nil
 	}
 	t := new(quickTables)

@@ -1,9 +1,6 @@
+//go:build !purego
+
 package forwarder
-
-import "golang.org/x/sys/cpu"
-
-// haveAVX2 is whether this machine runs the AVX2 kernels.
-var haveAVX2 = cpu.X86.HasAVX2
 
 // quickScanAVX2 reads body 32 bytes at a time from i (at least 3) while 32
 // are left, and returns at the first block where it finds something: hit for

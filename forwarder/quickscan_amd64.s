@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // Rows of quickTables (quickscan.go), 32 bytes each.
