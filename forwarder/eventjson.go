@@ -323,6 +323,12 @@ func appendStringJSON(b []byte, s string, html bool) []byte {
 // appendStringJSONWith is appendStringJSON with escapeAVX2 (when avx2 and the
 // CPU has it) or without, so tests can check both.
 func appendStringJSONWith(b []byte, s string, html, avx2 bool) []byte {
+	if len(s) >= 8 && len(s) <= 64 && cleanJSON(s, html) {
+		// Most header values, addresses and ids: copied whole.
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	avx2 = avx2 && hasAVX2
 	t := &jsonEscape[0]
 	if html {
@@ -638,6 +644,18 @@ func needsEscape(w uint64, html bool) bool {
 		t |= (w^'<'*lsb)&^(2*lsb) - lsb | (w ^ '&'*lsb - lsb)
 	}
 	return t&msb != 0
+}
+
+// cleanJSON reports whether no byte of s, 8 bytes or more, needs escaping:
+// a word at a time, the last one overlapping the one before.
+func cleanJSON(s string, html bool) bool {
+	n := len(s)
+	for i := 0; i+8 < n; i += 8 {
+		if needsEscape(load64(s[i:i+8]), html) {
+			return false
+		}
+	}
+	return !needsEscape(load64(s[n-8:]), html)
 }
 
 // load64 reads s[0:8] as a little-endian word (one load: the compiler merges them).
