@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -165,6 +166,61 @@ func TestJSONLSink(t *testing.T) {
 	n, errs := f.Stats()
 	assert.EqualValues(t, 2, n)
 	assert.EqualValues(t, 0, errs)
+}
+
+// A file sink writes whole lines in blocks of about jsonlBlock bytes and the
+// rest at Close; a failed write fails every later one and Close, which still
+// closes the file.
+func TestJSONLSinkBlocks(t *testing.T) {
+	var w recordingWriter
+	s := newJSONLSink("rec", &w, &w, false)
+	ev := New(Options{}).Event(exchange(&httpparse.Message{Method: "POST", Target: "/p", Body: bytes.Repeat([]byte("y"), 1000), BodySize: 1000, Start: t0}, nil))
+	for range 200 {
+		require.NoError(t, s.Write(context.Background(), ev))
+	}
+	require.NotEmpty(t, w.writes, "about 230 KB of lines must not wait for Close")
+	for _, b := range w.writes {
+		assert.GreaterOrEqual(t, len(b), jsonlBlock)
+		assert.Equal(t, byte('\n'), b[len(b)-1], "whole lines only")
+	}
+	require.NoError(t, s.Close(context.Background()))
+	assert.True(t, w.closed)
+	lines := strings.Split(strings.TrimSuffix(string(bytes.Join(w.writes, nil)), "\n"), "\n")
+	require.Len(t, lines, 200)
+	for _, l := range lines {
+		var back Event
+		require.NoError(t, json.Unmarshal([]byte(l), &back))
+		assert.Equal(t, ev.RequestBody, back.RequestBody)
+	}
+
+	boom := errors.New("disk full")
+	w = recordingWriter{err: boom}
+	s = newJSONLSink("rec", &w, &w, true)
+	assert.ErrorIs(t, s.Write(context.Background(), ev), boom)
+	assert.ErrorIs(t, s.Write(context.Background(), ev), boom, "the first error sticks")
+	assert.Len(t, w.writes, 1, "nothing written after it")
+	assert.ErrorIs(t, s.Close(context.Background()), boom)
+	assert.True(t, w.closed, "closed even after a failed write")
+}
+
+// recordingWriter keeps each write, failing them all with err when set.
+type recordingWriter struct {
+	writes [][]byte
+	err    error
+	closed bool
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, bytes.Clone(p))
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+func (w *recordingWriter) Close() error {
+	w.closed = true
+	return nil
 }
 
 func TestParseSinkSpec(t *testing.T) {

@@ -1,7 +1,6 @@
 package forwarder
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -13,9 +12,12 @@ import (
 type JSONLSink struct {
 	mu   sync.Mutex
 	name string
-	w    *bufio.Writer
-	// buf is reused for each event's encoding.
-	buf    []byte
+	w    io.Writer
+	// buf holds the lines not written yet, each encoded straight into it: a
+	// bufio.Writer would copy every line once more.
+	buf []byte
+	// err is the first write error; every write after it fails with it.
+	err    error
 	closer io.Closer
 	// flushEach makes each event visible at once (a terminal or a pipe to jq).
 	flushEach bool
@@ -40,43 +42,50 @@ func NewJSONLWriter(name string, w io.Writer) *JSONLSink {
 }
 
 func newJSONLSink(name string, w io.Writer, c io.Closer, flushEach bool) *JSONLSink {
-	return &JSONLSink{name: name, w: bufio.NewWriterSize(w, 64<<10), closer: c, flushEach: flushEach}
+	return &JSONLSink{name: name, w: w, closer: c, flushEach: flushEach}
 }
+
+// jsonlBlock is how many bytes of lines a file sink writes at once.
+const jsonlBlock = 64 << 10
 
 // Write encodes ev as one line.
 func (s *JSONLSink) Write(_ context.Context, ev *Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, err := ev.AppendJSON(s.buf[:0], false)
+	if s.err != nil {
+		return s.err
+	}
+	b, err := ev.AppendJSON(s.buf, false)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", s.name, err)
 	}
-	s.buf = b
-	if _, err := s.w.Write(b); err != nil {
-		return fmt.Errorf("write %s: %w", s.name, err)
-	}
-	if err := s.w.WriteByte('\n'); err != nil {
-		return fmt.Errorf("write %s: %w", s.name, err)
-	}
-	if s.flushEach {
-		if err := s.w.Flush(); err != nil {
-			return fmt.Errorf("write %s: %w", s.name, err)
-		}
+	s.buf = append(b, '\n')
+	if s.flushEach || len(s.buf) >= jsonlBlock {
+		return s.flush()
 	}
 	return nil
 }
 
-// Close flushes and closes the file.
+// flush writes the lines held.
+func (s *JSONLSink) flush() error {
+	if s.err == nil && len(s.buf) > 0 {
+		if _, err := s.w.Write(s.buf); err != nil {
+			s.err = fmt.Errorf("write %s: %w", s.name, err)
+		}
+		s.buf = s.buf[:0]
+	}
+	return s.err
+}
+
+// Close writes the lines held and closes the file, even when writing failed.
 func (s *JSONLSink) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("flush %s: %w", s.name, err)
-	}
+	err := s.flush()
 	if s.closer != nil {
-		if err := s.closer.Close(); err != nil {
-			return fmt.Errorf("close %s: %w", s.name, err)
+		if cerr := s.closer.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close %s: %w", s.name, cerr)
 		}
 	}
-	return nil
+	return err
 }
