@@ -77,3 +77,29 @@ func TestEscapeAVX2Bounds(t *testing.T) {
 		}
 	}
 }
+
+// quickScanAVX2 reads nothing after the body (a fault would stop the test):
+// bodies of every length up to three blocks and more end against a page that
+// may not be touched, with what the quick check looks for near their end.
+func TestQuickScanAVX2Bounds(t *testing.T) {
+	r := NewRedactor(RedactorOptions{Params: []string{"q"}})
+	if r.quick == nil {
+		t.Skip("no AVX2 (or purego): quickScanAVX2 not tested")
+	}
+	mem := guarded(t, 256)
+	rng := rand.New(rand.NewPCG(7, 8))
+	ends := []string{"", `"q":`, `"password" :`, "\\", "eyJ", "bearer x", "4111111111111", "\xc4\xb0", "\xe2", `","id":7}`}
+	for n := range 200 {
+		for _, end := range ends {
+			if len(end) > n {
+				continue
+			}
+			body := mem[len(mem)-n:]
+			for k := range body[:n-len(end)] {
+				body[k] = `{"a":1,x "`[rng.IntN(10)]
+			}
+			copy(body[n-len(end):], end)
+			require.Equal(t, mayChangeJSONRef(r, body), r.mayChangeJSONVector(body), "%q", body)
+		}
+	}
+}
