@@ -238,7 +238,7 @@ func (p *pipeline) merge() {
 			// sends the rest next: take it before anything of a later worker.
 			for i, w := range p.workers {
 				for next[i] == len(round[i].events) && round[i].partial {
-					w.free <- round[i]
+					w.recycle(round[i])
 					round[i], next[i] = <-w.out, 0
 					p.early++
 				}
@@ -256,7 +256,7 @@ func (p *pipeline) merge() {
 			next[best]++
 		}
 		for i, w := range p.workers {
-			w.free <- round[i]
+			w.recycle(round[i])
 		}
 	}
 }
@@ -405,11 +405,27 @@ func (w *worker) emit(ex *httpparse.Exchange) {
 	if len(w.working.events) < maxHeldEvents {
 		return
 	}
-	carrier := <-w.free
-	carrier.reset()
+	var carrier *batch
+	select {
+	case carrier = <-w.free:
+		carrier.reset()
+	default:
+		// Every batch is queued to this worker or held by the merge, which
+		// waits for this round: waiting for one here would stall them all.
+		carrier = new(batch)
+	}
 	carrier.events, w.working.events = w.working.events, carrier.events
 	carrier.partial = true
 	w.out <- carrier
+}
+
+// recycle hands a merged batch back to the reader, or drops it when the
+// free list is full already: one of the carriers emit made.
+func (w *worker) recycle(b *batch) {
+	select {
+	case w.free <- b:
+	default:
+	}
 }
 
 type itemKind uint8

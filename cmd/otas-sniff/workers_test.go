@@ -101,3 +101,39 @@ func TestFlushHandsOnEvents(t *testing.T) {
 	// ~2,500 streams per worker, 1,024 events per early batch: two each.
 	assert.GreaterOrEqual(t, early, uint64(3), "batches handed on before the flush round ended")
 }
+
+// TestWorkersHeavyRounds replays a capture whose rounds each complete more
+// than maxHeldEvents exchanges on one worker (one keep-alive connection, a
+// request and a response segment each): the worker hands events on early in
+// the middle of the capture, while the reader is rounds ahead, and the replay
+// must still end, with every exchange, in order.
+func TestWorkersHeavyRounds(t *testing.T) {
+	const exchanges = 12000
+	w := pcapgen.New(pcapgen.Options{Step: time.Microsecond, Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+	c := w.Conn(netip.MustParseAddrPort("10.1.0.1:40000"), netip.MustParseAddrPort("10.2.0.1:8000"))
+	c.Handshake()
+	for i := range exchanges {
+		c.Client(fmt.Appendf(nil, "GET /n/%d HTTP/1.1\r\nHost: a\r\n\r\n", i))
+		c.Server([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	}
+	path := filepath.Join(t.TempDir(), "heavy.pcap")
+	require.NoError(t, os.WriteFile(path, w.Bytes(), 0o644))
+
+	done := make(chan struct{})
+	var got []forwarder.Event
+	var r result
+	go func() {
+		defer close(done)
+		got, r = replay(t, []string{path}, "-q", "--workers", "2")
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the replay with two workers did not end: the pipeline is stuck")
+	}
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Len(t, got, exchanges)
+	for i, ev := range got {
+		require.Equal(t, fmt.Sprintf("/n/%d", i), ev.Path)
+	}
+}
