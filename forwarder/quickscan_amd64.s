@@ -143,28 +143,25 @@ loop:
 	JMP       loop
 
 found:
+	XORL AX, AX
+	JMP  out
+
+hit:
+	XORL R9, R9
+	XORL R10, R10
+	MOVL $1, AX
+	JMP  out
+
+done:
+	XORL R9, R9
+	XORL R10, R10
+	XORL AX, AX
+
+out:
 	MOVQ BX, at+48(FP)
 	MOVL R9, colons+56(FP)
 	MOVL R10, bes+60(FP)
-	MOVB $0, hit+64(FP)
-	MOVL R8, cards+68(FP)
-	VZEROUPPER
-	RET
-
-hit:
-	MOVQ BX, at+48(FP)
-	MOVL $0, colons+56(FP)
-	MOVL $0, bes+60(FP)
-	MOVB $1, hit+64(FP)
-	MOVL R8, cards+68(FP)
-	VZEROUPPER
-	RET
-
-done:
-	MOVQ BX, at+48(FP)
-	MOVL $0, colons+56(FP)
-	MOVL $0, bes+60(FP)
-	MOVB $0, hit+64(FP)
+	MOVB AX, hit+64(FP)
 	MOVL R8, cards+68(FP)
 	VZEROUPPER
 	RET
