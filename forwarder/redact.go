@@ -55,7 +55,10 @@ type valuePattern struct {
 // safe for concurrent use.
 type Redactor struct {
 	headers map[string]bool
-	params  map[string]bool
+	// headerLens and headerFirst are paramLens and paramFirst for headers.
+	headerLens  uint64
+	headerFirst [4]uint64
+	params      map[string]bool
 	// paramLens has bit n set when a sensitive name is n bytes long (n < 64),
 	// and paramFirst bit c when one starts with byte c: most JSON keys fail one
 	// of these and need no map lookup. maxParam is the longest name.
@@ -96,7 +99,10 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 	for _, lists := range [][]string{DefaultSensitiveHeaders, {SessionTokenHeader, SDKKeyHeader}, opts.Headers} {
 		for _, h := range lists {
 			if h = strings.TrimSpace(h); h != "" {
-				r.headers[strings.ToLower(h)] = true
+				lh := strings.ToLower(h)
+				r.headers[lh] = true
+				r.headerLens |= nameLenBit(lh)
+				r.headerFirst[lh[0]>>6] |= 1 << (lh[0] & 63)
 			}
 		}
 	}
@@ -106,11 +112,7 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 				lp := strings.ToLower(p)
 				r.params[lp] = true
 				r.maxParam = max(r.maxParam, len(lp))
-				if len(lp) < 64 {
-					r.paramLens |= 1 << len(lp)
-				} else {
-					r.paramLens = ^uint64(0) // names this long skip the length check
-				}
+				r.paramLens |= nameLenBit(lp)
 				r.paramFirst[lp[0]>>6] |= 1 << (lp[0] & 63)
 				r.namesByLast[lp[len(lp)-1]] = append(r.namesByLast[lp[len(lp)-1]], lp)
 			}
@@ -197,14 +199,60 @@ func (r *Redactor) Redact(ex *httpparse.Exchange) {
 
 func (r *Redactor) redactHeader(h httpparse.Header) {
 	for i := range h {
-		if lookupFold(r.headers, h[i].Name) {
+		if r.sensitiveHeader(h[i].Name) {
 			h[i].Value = Redacted
 			continue
 		}
-		if v := r.redactText(readOnlyBytes(h[i].Value)); v != nil {
-			h[i].Value = string(v)
+		if v := readOnlyBytes(h[i].Value); r.mayMatch(v) {
+			if red := r.redactText(v); red != nil {
+				h[i].Value = string(red)
+			}
 		}
 	}
+}
+
+// sensitiveHeader reports whether a header is redacted whole. Most names
+// differ from every sensitive one in length or first letter (either case),
+// which is cheaper to see than a lower-cased copy's map lookup. Not for
+// names with a byte past ASCII: lower-casing those can change their length
+// (the Kelvin sign is "k").
+func (r *Redactor) sensitiveHeader(name string) bool {
+	if name == "" || !isASCII(name) {
+		return lookupFold(r.headers, name)
+	}
+	if len(name) < 64 && r.headerLens&(1<<len(name)) == 0 {
+		return false
+	}
+	if c, lc := name[0], name[0]|0x20; r.headerFirst[c>>6]&(1<<(c&63)) == 0 && r.headerFirst[lc>>6]&(1<<(lc&63)) == 0 {
+		return false
+	}
+	return lookupFold(r.headers, name)
+}
+
+// isASCII reports whether every byte of s is below 0x80, a word at a time.
+func isASCII(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if load64(s[i:i+8])&msb != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// nameLenBit is the bit of a length mask (Redactor.paramLens) for a name:
+// bit len(name), or every bit for names of 64 bytes or more, which then skip
+// the length check.
+func nameLenBit(name string) uint64 {
+	if len(name) < 64 {
+		return 1 << len(name)
+	}
+	return ^uint64(0)
 }
 
 // redactTarget redacts the query of a request target.
@@ -371,6 +419,9 @@ func (r *Redactor) mayMatch(b []byte) bool {
 	if r.userPatterns {
 		return true
 	}
+	if !mayHoldPattern(b) {
+		return false
+	}
 	run := 0 // digits in a row, a single space or dash allowed between two
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; {
@@ -395,6 +446,33 @@ func (r *Redactor) mayMatch(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// mayHoldPattern reports whether b has what a built-in pattern needs: a b
+// (either case, for "bearer"), a J (for "eyJ") or 13 digits, a word at a
+// time. Most header values and short strings have none of them (a Date
+// header has 12 digits).
+func mayHoldPattern(b []byte) bool {
+	var marks uint64
+	digits := 0
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i : i+8])
+		marks |= zeroBytes((w|lo8*0x20)^(lo8*'b')) | zeroBytes(w^(lo8*'J'))
+		// A digit: high nibble 3 and low nibble below 10 (adding 0x76 to a
+		// low nibble of 10 or more sets the byte's high bit).
+		d := zeroBytes((w&(lo8*0xF0))^(lo8*0x30)) &^ ((w&(lo8*0x0F) + lo8*0x76) & hi8)
+		digits += bits.OnesCount64(d)
+	}
+	for ; i < len(b); i++ {
+		switch c := b[i]; {
+		case '0' <= c && c <= '9':
+			digits++
+		case c|0x20 == 'b', c == 'J':
+			marks = 1
+		}
+	}
+	return marks != 0 || digits >= 13
 }
 
 // redactText applies the value patterns to b; it returns nil when nothing matched.

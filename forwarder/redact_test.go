@@ -475,3 +475,45 @@ func mayChangeJSONPaths(t testing.TB, r *Redactor) map[string]func([]byte) bool 
 	}
 	return paths
 }
+
+// mayHoldPattern finds a b (either case), a J or the 13th digit at every
+// offset around its 8-byte words, and rules out what has none of them.
+func TestMayHoldPattern(t *testing.T) {
+	for n := range 40 {
+		for at := range n {
+			for _, c := range []byte{'b', 'B', 'J'} {
+				v := []byte(strings.Repeat("x", n))
+				v[at] = c
+				require.True(t, mayHoldPattern(v), "%q", v)
+			}
+		}
+		assert.False(t, mayHoldPattern([]byte(strings.Repeat("xj:/A-Z", n))), n)
+	}
+	for pre := range 20 {
+		for _, digits := range []string{"1234567890123", "1 2 3 4 5 6 7 8 9 0 1 2 3", "0000000000009"} {
+			v := []byte(strings.Repeat("-", pre) + digits + strings.Repeat(":", pre%9))
+			require.True(t, mayHoldPattern(v), "%q", v)
+			twelve := bytes.Replace(v, []byte("9"), []byte("x"), 1)
+			require.False(t, mayHoldPattern(twelve), "12 digits: %q", twelve)
+		}
+		v := []byte(strings.Repeat("/", pre) + "Thu, 01 Oct 2026 00:00:00 GMT")
+		assert.False(t, mayHoldPattern(v), "a Date header has 12 digits: %q", v)
+		// Bytes next to digits in ASCII, none of which count.
+		assert.False(t, mayHoldPattern([]byte(strings.Repeat("/:", pre)+"//::;;..//::;;..//")), pre)
+	}
+}
+
+// sensitiveHeader rules most names out by length and first letter, in any
+// case, but never a sensitive one, nor one that lower-cases to one (the
+// Kelvin sign is three bytes and lower-cases to "k").
+func TestSensitiveHeader(t *testing.T) {
+	r := NewRedactor(RedactorOptions{Headers: []string{"X-Custom-Secret", "_odd"}})
+	for _, name := range []string{"Authorization", "AUTHORIZATION", "cookie", "Set-Cookie", "x-api-key", "X-API-KEY", "Proxy-Authorization",
+		SessionTokenHeader, SDKKeyHeader, "x-custom-secret", "_ODD", "X-Api-\u212aey", "\u212a-a"} {
+		want := name != "\u212a-a"
+		assert.Equal(t, want, r.sensitiveHeader(name), "%q", name)
+	}
+	for _, name := range []string{"", "Content-Type", "Content-Length", "Cookies", "Authorizatio", "Date", "X-Api-Kez", "A", "\xff"} {
+		assert.False(t, r.sensitiveHeader(name), "%q", name)
+	}
+}
