@@ -121,16 +121,7 @@ func (r *Redactor) mayChangeJSONVector(body []byte) bool {
 		}
 		i, carry = at+32, cards
 	}
-	run := 0
-	for j := i - 1; j >= 0 && run < 13 && runBreak[body[j]] == 0; j-- {
-		run++
-	}
-	for j := i; j < n; j++ {
-		if run = (run + 1) &^ runBreak[body[j]]; run >= 13 || r.byteHit(body, j) {
-			return true
-		}
-	}
-	return false
+	return r.tailHit(body, i)
 }
 
 // byteHit reports whether body[j] is where mayChangeJSON finds something:

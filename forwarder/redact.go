@@ -55,16 +55,11 @@ type valuePattern struct {
 // safe for concurrent use.
 type Redactor struct {
 	headers map[string]bool
-	// headerLens and headerFirst are paramLens and paramFirst for headers.
-	headerLens  uint64
-	headerFirst [4]uint64
-	params      map[string]bool
-	// paramLens has bit n set when a sensitive name is n bytes long (n < 64),
-	// and paramFirst bit c when one starts with byte c: most JSON keys fail one
-	// of these and need no map lookup. maxParam is the longest name.
-	paramLens  uint64
-	paramFirst [4]uint64
-	maxParam   int
+	params  map[string]bool
+	// headerShapes and paramShapes rule out most header names and JSON keys
+	// without a map lookup. maxParam is the longest parameter name.
+	headerShapes, paramShapes nameShapes
+	maxParam                  int
 	patterns   []valuePattern
 	// minPattern is the shortest text any pattern can match.
 	minPattern int
@@ -101,8 +96,7 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 			if h = strings.TrimSpace(h); h != "" {
 				lh := strings.ToLower(h)
 				r.headers[lh] = true
-				r.headerLens |= nameLenBit(lh)
-				r.headerFirst[lh[0]>>6] |= 1 << (lh[0] & 63)
+				r.headerShapes.add(lh)
 			}
 		}
 	}
@@ -112,8 +106,7 @@ func NewRedactor(opts RedactorOptions) *Redactor {
 				lp := strings.ToLower(p)
 				r.params[lp] = true
 				r.maxParam = max(r.maxParam, len(lp))
-				r.paramLens |= nameLenBit(lp)
-				r.paramFirst[lp[0]>>6] |= 1 << (lp[0] & 63)
+				r.paramShapes.add(lp)
 				r.namesByLast[lp[len(lp)-1]] = append(r.namesByLast[lp[len(lp)-1]], lp)
 			}
 		}
@@ -160,10 +153,7 @@ func (r *Redactor) sensitiveParam(name []byte) bool {
 			return r.params[strings.ToLower(string(name))]
 		}
 	}
-	if len(name) > r.maxParam || len(name) == 0 || len(name) < 64 && r.paramLens&(1<<len(name)) == 0 {
-		return false
-	}
-	if first := name[0] | 0x20; r.paramFirst[first>>6]&(1<<(first&63)) == 0 && r.paramFirst[name[0]>>6]&(1<<(name[0]&63)) == 0 {
+	if len(name) > r.maxParam || !mayBeName(&r.paramShapes, name) {
 		return false
 	}
 	var buf [64]byte
@@ -217,13 +207,7 @@ func (r *Redactor) redactHeader(h httpparse.Header) {
 // names with a byte past ASCII: lower-casing those can change their length
 // (the Kelvin sign is "k").
 func (r *Redactor) sensitiveHeader(name string) bool {
-	if name == "" || !isASCII(name) {
-		return lookupFold(r.headers, name)
-	}
-	if len(name) < 64 && r.headerLens&(1<<len(name)) == 0 {
-		return false
-	}
-	if c, lc := name[0], name[0]|0x20; r.headerFirst[c>>6]&(1<<(c&63)) == 0 && r.headerFirst[lc>>6]&(1<<(lc&63)) == 0 {
+	if isASCII(name) && !mayBeName(&r.headerShapes, name) {
 		return false
 	}
 	return lookupFold(r.headers, name)
@@ -245,14 +229,31 @@ func isASCII(s string) bool {
 	return true
 }
 
-// nameLenBit is the bit of a length mask (Redactor.paramLens) for a name:
-// bit len(name), or every bit for names of 64 bytes or more, which then skip
-// the length check.
-func nameLenBit(name string) uint64 {
+// nameShapes are the lengths and first bytes of a set of lower-case ASCII
+// names: lens has bit n set when one is n bytes long (every bit once one is 64
+// or longer), first bit c when one starts with byte c.
+type nameShapes struct {
+	lens  uint64
+	first [4]uint64
+}
+
+func (s *nameShapes) add(name string) {
 	if len(name) < 64 {
-		return 1 << len(name)
+		s.lens |= 1 << len(name)
+	} else {
+		s.lens = ^uint64(0)
 	}
-	return ^uint64(0)
+	s.first[name[0]>>6] |= 1 << (name[0] & 63)
+}
+
+// mayBeName reports whether an ASCII name may be one of s's, in any case:
+// false when no name of s has its length or its first byte (either case).
+func mayBeName[T ~string | ~[]byte](s *nameShapes, name T) bool {
+	if len(name) == 0 || len(name) < 64 && s.lens&(1<<len(name)) == 0 {
+		return false
+	}
+	c, lc := name[0], name[0]|0x20
+	return s.first[c>>6]&(1<<(c&63)) != 0 || s.first[lc>>6]&(1<<(lc&63)) != 0
 }
 
 // redactTarget redacts the query of a request target.
@@ -706,13 +707,19 @@ func (r *Redactor) mayChangeJSONWords(body []byte) bool {
 		}
 	}
 	// The bytes after the last whole word (all of a body shorter than
-	// wordStart+8), with the card bytes in a row before them.
+	// wordStart+8).
+	return r.tailHit(body, min(i, len(body)))
+}
+
+// tailHit checks body[i:], the bytes after the last word or block, one at a
+// time (byteHit), with the card bytes in a row before them.
+func (r *Redactor) tailHit(body []byte, i int) bool {
 	run := 0
-	for j := min(i, len(body)) - 1; j >= 0 && run < 13 && runBreak[body[j]] == 0; j-- {
+	for j := i - 1; j >= 0 && run < 13 && runBreak[body[j]] == 0; j-- {
 		run++
 	}
-	for j := min(i, len(body)); j < len(body); j++ {
-		if run = (run + 1) &^ runBreak[body[j]]; run >= 13 || r.quickHit(body, j) {
+	for j := i; j < len(body); j++ {
+		if run = (run + 1) &^ runBreak[body[j]]; run >= 13 || r.byteHit(body, j) {
 			return true
 		}
 	}
@@ -807,19 +814,13 @@ func (r *Redactor) quickHit(body []byte, i int) bool {
 // is a alone (b is then the opening quote).
 func keyPairsFor(names []string) *[256][4]uint64 {
 	t := new([256][4]uint64)
-	fold := func(c byte) []byte {
-		if 'a' <= c && c <= 'z' {
-			return []byte{c, c - ('a' - 'A')}
-		}
-		return []byte{c}
-	}
 	for _, name := range names {
 		before := byte('"')
 		if len(name) > 1 {
 			before = name[len(name)-2]
 		}
-		for _, a := range fold(name[len(name)-1]) {
-			for _, b := range fold(before) {
+		for _, a := range foldASCII(name[len(name)-1]) {
+			for _, b := range foldASCII(before) {
 				t[a][b>>6] |= 1 << (b & 63)
 			}
 		}
