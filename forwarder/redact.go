@@ -60,7 +60,7 @@ type Redactor struct {
 	// without a map lookup. maxParam is the longest parameter name.
 	headerShapes, paramShapes nameShapes
 	maxParam                  int
-	patterns   []valuePattern
+	patterns                  []valuePattern
 	// minPattern is the shortest text any pattern can match.
 	minPattern int
 	// userPatterns is set when patterns beyond the built-in ones are configured.
