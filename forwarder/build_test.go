@@ -57,18 +57,18 @@ func FuzzAppendQueryJSON(f *testing.F) {
 }
 
 func TestAddrPortString(t *testing.T) {
-	var sl slab
+	sl := new(slabPool).get()
 	for _, s := range []string{"1.2.3.4:5", "[::1]:80", "[::ffff:10.0.0.1]:443", "[fe80::1%eth0]:8080", "[2001:db8::ff00:42:8329]:65535"} {
 		p := netip.MustParseAddrPort(s)
-		assert.Equal(t, p.String(), addrPortString(&sl, p))
+		assert.Equal(t, p.String(), addrPortString(sl, p))
 	}
-	assert.Equal(t, netip.AddrPort{}.String(), addrPortString(&sl, netip.AddrPort{}))
+	assert.Equal(t, netip.AddrPort{}.String(), addrPortString(sl, netip.AddrPort{}))
 }
 
 // Strings handed out by a slab are never overwritten, whatever comes after
 // them: values too big for a chunk, values that outgrow the room asked for.
 func TestSlabKeepsWhatItHandsOut(t *testing.T) {
-	var sl slab
+	sl := new(slabPool).get()
 	var got, want []string
 	for i := range 2000 {
 		v := strings.Repeat(string(rune('a'+i%26)), i*7%(slabMax+100))

@@ -119,6 +119,9 @@ func (s *EndpointStats) Write(_ context.Context, ev *Event) error {
 	return nil
 }
 
+// CopiesEvents marks EndpointStats an EventCopier: its keys are cloned.
+func (s *EndpointStats) CopiesEvents() {}
+
 // Close renders the summary to the writer given to NewEndpointStats, once.
 func (s *EndpointStats) Close(context.Context) error {
 	s.mu.Lock()

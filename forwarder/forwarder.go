@@ -21,13 +21,23 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// An EventCopier is a Sink that keeps nothing of an event once Write returns:
+// what it holds on to (a line to write, a batch to upload, a table key) it has
+// copied. When every sink of a Forwarder is one, Release lets later events
+// reuse a delivered event's memory; one sink that is not turns Release off.
+type EventCopier interface {
+	Sink
+	CopiesEvents()
+}
+
 // Options configures a Forwarder.
 type Options struct {
 	// BodyLimit is where bodies are cut after redaction; DefaultBodyLimit when 0.
 	BodyLimit int
 	Redactor  *Redactor
 	// Enrich, when set, may add to an event before it is written (path
-	// templates, pod names).
+	// templates, pod names). It must not keep the event: it may be released
+	// once written.
 	Enrich func(*Event)
 	// Prepare, when set, adds to an event as Build makes it; unlike Enrich it
 	// may run on several goroutines at once, so it must be a pure function of
@@ -46,6 +56,8 @@ type Forwarder struct {
 	events atomic.Uint64
 	errors atomic.Uint64
 	slabs  slabPool
+	// reuse is true when every sink is an EventCopier.
+	reuse bool
 }
 
 // New returns a Forwarder writing to sinks.
@@ -56,7 +68,13 @@ func New(opts Options, sinks ...Sink) *Forwarder {
 	if opts.Redactor == nil {
 		opts.Redactor = NewRedactor(RedactorOptions{})
 	}
-	return &Forwarder{opts: opts, sinks: sinks}
+	f := &Forwarder{opts: opts, sinks: sinks, reuse: true}
+	for _, s := range sinks {
+		if _, ok := s.(EventCopier); !ok {
+			f.reuse = false
+		}
+	}
+	return f
 }
 
 // Event redacts ex and builds its event. ex is modified in place.
@@ -93,7 +111,17 @@ func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	// the parallel workers rather than the one goroutine that writes the sinks.
 	ev.requestBodyJSON = encodeString(sl, ev.RequestBody)
 	ev.responseBodyJSON = encodeString(sl, ev.ResponseBody)
+	ev.chunks = sl.take()
 	return ev
+}
+
+// Release lets later events reuse the memory of ev's strings, when every sink
+// is an EventCopier. Call it once Deliver has returned and nothing will read ev
+// again. Optional: an event never released is collected as usual.
+func (f *Forwarder) Release(ev *Event) {
+	if f.reuse {
+		f.slabs.release(&ev.chunks)
+	}
 }
 
 // Deliver enriches an event from Build and writes it to every sink; calls must
@@ -115,7 +143,9 @@ func (f *Forwarder) Deliver(ctx context.Context, ev *Event) error {
 
 // Handle forwards one exchange to every sink.
 func (f *Forwarder) Handle(ctx context.Context, ex *httpparse.Exchange) error {
-	return f.Deliver(ctx, f.Build(ex))
+	ev := f.Build(ex)
+	defer f.Release(ev)
+	return f.Deliver(ctx, ev)
 }
 
 // Close closes every sink, returning every error.

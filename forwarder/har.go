@@ -107,6 +107,9 @@ func (s *HARSink) Write(_ context.Context, ev *Event) error {
 	return nil
 }
 
+// CopiesEvents marks HARSink an EventCopier: entries are encoded in Write.
+func (s *HARSink) CopiesEvents() {}
+
 // Close ends the archive, flushes and closes the file. Closing twice is a no-op.
 func (s *HARSink) Close(context.Context) error {
 	s.mu.Lock()

@@ -77,6 +77,9 @@ func (s *JSONLSink) flush() error {
 	return s.err
 }
 
+// CopiesEvents marks JSONLSink an EventCopier: lines are encoded in Write.
+func (s *JSONLSink) CopiesEvents() {}
+
 // Close writes the lines held and closes the file, even when writing failed.
 func (s *JSONLSink) Close(context.Context) error {
 	s.mu.Lock()

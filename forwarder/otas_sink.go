@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -317,7 +318,9 @@ func (s *OTASSink) Write(ctx context.Context, ev *Event) error {
 		s.drop(DropEncode, 1)
 		return fmt.Errorf("otas: encode event: %w", err)
 	}
-	it := &item{data: data, token: ev.SessionToken, created: time.Now()}
+	// A clone: the token shares the captured request's buffer, which a queued
+	// item must not keep alive.
+	it := &item{data: data, token: strings.Clone(ev.SessionToken), created: time.Now()}
 	s.writeMu.RLock()
 	defer s.writeMu.RUnlock()
 	if s.closed.Load() {
@@ -379,6 +382,10 @@ func encodeEvent(ev *Event) ([]byte, error) {
 // Close stops taking events, sends what it holds within DrainTimeout (or ctx's
 // deadline when earlier), and spools the rest, or drops and counts it without a
 // spool. It returns an error when events were dropped at shutdown or the key was
+// CopiesEvents marks OTASSink an EventCopier: events are encoded in Write,
+// the token cloned.
+func (s *OTASSink) CopiesEvents() {}
+
 // refused.
 func (s *OTASSink) Close(ctx context.Context) error {
 	if !s.closed.CompareAndSwap(false, true) {

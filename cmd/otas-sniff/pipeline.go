@@ -123,6 +123,7 @@ func (p *pipeline) emit(ex *httpparse.Exchange) {
 
 // deliver counts an event against --count and writes it to the sinks.
 func (p *pipeline) deliver(ev *forwarder.Event) {
+	defer p.fwd.Release(ev) // the sinks copy what they keep
 	if p.limit > 0 && p.exchanges.Load() >= p.limit {
 		return
 	}
