@@ -54,8 +54,10 @@ type Event struct {
 	// JSON strings (without HTML escaping), made by Build on a worker so that
 	// the sinks' one goroutine only copies them.
 	requestBodyJSON, responseBodyJSON encodedString
-	// chunks hold the strings Build took from its slab, until Release.
+	// chunks hold the strings Build took from its slab, and ex the exchange
+	// the rest view, until Release.
 	chunks eventChunks
+	ex     *httpparse.Exchange
 }
 
 // encodedString is a string's JSON encoding, valid while the string is still

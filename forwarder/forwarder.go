@@ -111,16 +111,22 @@ func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	// the parallel workers rather than the one goroutine that writes the sinks.
 	ev.requestBodyJSON = encodeString(sl, ev.RequestBody)
 	ev.responseBodyJSON = encodeString(sl, ev.ResponseBody)
-	ev.chunks = sl.take()
+	ev.chunks, ev.ex = sl.take(), ex
 	return ev
 }
 
-// Release lets later events reuse the memory of ev's strings, when every sink
-// is an EventCopier. Call it once Deliver has returned and nothing will read ev
-// again. Optional: an event never released is collected as usual.
+// Release lets later events and exchanges reuse the memory of ev's strings and
+// of the exchange it was built from, when every sink is an EventCopier. Call
+// it once Deliver has returned and nothing will read ev or the exchange again.
+// Optional: an event never released is collected as usual.
 func (f *Forwarder) Release(ev *Event) {
-	if f.reuse {
-		f.slabs.release(&ev.chunks)
+	if !f.reuse {
+		return
+	}
+	f.slabs.release(&ev.chunks)
+	if ex := ev.ex; ex != nil {
+		ev.ex = nil
+		ex.Release()
 	}
 }
 

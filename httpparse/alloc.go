@@ -2,8 +2,6 @@ package httpparse
 
 import (
 	"unsafe"
-
-	"github.com/otas/otas-sniff/internal/unzeroed"
 )
 
 // A message is kept in two allocations, made once its head is parsed and its
@@ -81,18 +79,20 @@ func newBox[P any](n int) (*P, *Message, Header) {
 	return &b.p, &b.msg, make(Header, n)
 }
 
-// keepText copies a head block into a new buffer with room for bodyRoom body
-// bytes after it, and returns the block's text and that room (nil when 0).
+// keepText copies a head block into a buffer from pool with room for bodyRoom
+// body bytes after it, and returns the block's text, the buffer and that room
+// (nil when 0).
 //
 // The text is made with unsafe.String so that head and body share one
-// allocation. That is sound because the text's bytes are never written again:
-// the body only appends past them, into room, whose capacity ends where the
-// buffer does, and nothing else holds the buffer. The buffer is not cleared:
-// the body is appended to room, and read up to its length only.
-func keepText(block []byte, bodyRoom int) (text string, room []byte) {
-	buf := append(unzeroed.Bytes(len(block)+bodyRoom), block...)
+// allocation. That is sound because the text's bytes are never written again
+// until the exchange is released: the body only appends past them, into room,
+// whose capacity ends where the buffer does, and nothing else holds the
+// buffer. The buffer is not cleared: the body is appended to room, and read up
+// to its length only.
+func keepText(pool *bufferPool, block []byte, bodyRoom int) (text string, buf, room []byte) {
+	buf = append(pool.get(len(block)+bodyRoom), block...)
 	if bodyRoom > 0 {
 		room = buf[len(block):]
 	}
-	return unsafe.String(unsafe.SliceData(buf), len(buf)), room
+	return unsafe.String(unsafe.SliceData(buf), len(buf)), buf, room
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/flate"
@@ -14,8 +15,6 @@ import (
 	"github.com/klauspost/compress/zlib"
 
 	"github.com/otas/otas-sniff/internal/sizedread"
-
-	"github.com/otas/otas-sniff/internal/unzeroed"
 )
 
 // bodySink collects a message body as it streams past: it counts every byte and
@@ -31,13 +30,17 @@ type bodySink struct {
 	// or a capture gap punched a hole in it).
 	cut     bool
 	notKept string
+	// pool gives raw's buffers, and own says raw is one of them, not the room
+	// after the head in the head's buffer.
+	pool *bufferPool
+	own  bool
 }
 
 // reset starts a body of which at most limit bytes are kept in raw, an empty
 // buffer with room for (the start of) the body or nil; notKept, if set, says
 // why none is; expected is the declared length, or 0.
-func (b *bodySink) reset(limit int, notKept string, raw []byte, expected int64) {
-	*b = bodySink{limit: limit, notKept: notKept, raw: raw, expected: expected}
+func (b *bodySink) reset(limit int, notKept string, raw []byte, expected int64, pool *bufferPool, own bool) {
+	*b = bodySink{limit: limit, notKept: notKept, raw: raw, expected: expected, pool: pool, own: own}
 }
 
 // notKeptType returns the media type of a Content-Type value whose bodies are
@@ -85,7 +88,12 @@ func (b *bodySink) write(p []byte) {
 		if b.expected > 0 {
 			bound = int(min(b.expected, int64(b.limit)))
 		}
-		b.raw = append(unzeroed.Bytes(max(need, min(max(4*cap(b.raw), bodyReserve), bound))), b.raw...)
+		old := b.raw
+		b.raw = append(b.pool.get(max(need, min(max(4*cap(b.raw), bodyReserve), bound))), b.raw...)
+		if b.own {
+			b.pool.put(old)
+		}
+		b.own = true
 	}
 	b.raw = append(b.raw, p...)
 }
@@ -109,9 +117,13 @@ func (b *bodySink) finish(m *Message, c *counters, dec *decoders) {
 	}
 	if len(b.raw) == 0 {
 		m.BodyTruncated = b.cut
+		if b.own && b.raw != nil {
+			b.pool.put(b.raw)
+		}
+		b.raw = nil
 		return
 	}
-	// The message takes the buffer; the next message allocates its own.
+	// The message takes the buffer; the next message gets its own.
 	raw := b.raw
 	b.raw = nil
 	coding := strings.ToLower(strings.TrimSpace(m.Header.Get("Content-Encoding")))
@@ -120,9 +132,22 @@ func (b *bodySink) finish(m *Message, c *counters, dec *decoders) {
 		c.decodeErrors.Add(1)
 		m.DecodeError = err.Error()
 		m.Body, m.BodyTruncated = raw, b.cut
+		b.keepOwn(m, raw)
 		return
 	}
 	m.Body, m.BodyTruncated = decoded, truncated
+	if unsafe.SliceData(decoded) == unsafe.SliceData(raw) {
+		b.keepOwn(m, raw)
+	} else if b.own {
+		b.pool.put(raw) // decoded into a buffer of its own: nothing views raw
+	}
+}
+
+// keepOwn hands raw to m when it is a pooled buffer of its own.
+func (b *bodySink) keepOwn(m *Message, raw []byte) {
+	if b.own {
+		m.bufs[1] = raw
+	}
 }
 
 // decoders keeps gzip readers for reuse: setting one up costs tens of

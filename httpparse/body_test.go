@@ -223,7 +223,7 @@ func TestBodySinkGrowth(t *testing.T) {
 				raw = make([]byte, 0, tc.reserve)
 			}
 			var b bodySink
-			b.reset(tc.limit, "", raw, tc.expected)
+			b.reset(tc.limit, "", raw, tc.expected, new(bufferPool), false)
 			want := bytes.Repeat([]byte("0123456789abcdef"), tc.total/16+1)[:tc.total]
 			grows := 0
 			for off := 0; off < tc.total; off += tc.piece {
@@ -232,13 +232,46 @@ func TestBodySinkGrowth(t *testing.T) {
 				if cap(b.raw) != before {
 					grows++
 				}
-				assert.LessOrEqual(t, cap(b.raw), max(tc.reserve, bodyReserve, 4*len(b.raw)), "at most four times what came")
+				assert.LessOrEqual(t, cap(b.raw), pooledSize(max(tc.reserve, bodyReserve, 4*len(b.raw))), "at most four times what came")
 			}
 			assert.LessOrEqual(t, grows, tc.maxGrows, "new buffers")
 			assert.Equal(t, want[:tc.wantLen], b.raw)
-			assert.LessOrEqual(t, cap(b.raw), tc.maxCap)
+			assert.LessOrEqual(t, cap(b.raw), pooledSize(tc.maxCap))
 			assert.EqualValues(t, tc.total, b.size)
 			assert.Equal(t, tc.total > tc.limit, b.cut)
 		})
+	}
+}
+
+// pooledSize is the capacity of a pooled buffer asked for n bytes: its class.
+func pooledSize(n int) int {
+	if c := classFor(n); c >= 0 {
+		return classSize(c)
+	}
+	return n
+}
+
+// Size classes: each n gets the smallest class that holds it, and a buffer
+// given back serves only requests its capacity holds.
+func TestBufferClasses(t *testing.T) {
+	for n := 0; n <= classSize(bufferClasses-1)+1; n += 1 + n/512 {
+		c := classFor(n)
+		if n > classSize(bufferClasses-1) {
+			require.Equal(t, -1, c, n)
+			continue
+		}
+		require.GreaterOrEqual(t, classSize(c), n, n)
+		if c > 0 {
+			require.Less(t, classSize(c-1), n, n)
+		}
+		require.LessOrEqual(t, classSize(c), max(64, n+n/4), "waste (%d)", n)
+	}
+	p := new(bufferPool)
+	for _, n := range []int{100, 256, 257, 4096, 4097, 5000, 100_000} {
+		b := p.get(n)
+		require.GreaterOrEqual(t, cap(b), n)
+		p.put(b[: 0 : cap(b)-1]) // now one byte short of its class
+		again := p.get(n)
+		require.GreaterOrEqual(t, cap(again), n, "a buffer given back is never too small (%d)", n)
 	}
 }

@@ -100,6 +100,10 @@ type Message struct {
 	// Anomalies names framing irregularities seen (e.g. "content_length_and_chunked",
 	// "gap_in_body"); empty for a clean message.
 	Anomalies []string
+
+	// bufs are the pooled buffers the message's strings and body view: the
+	// head's (with the body when it fit the room after it), and the body's own.
+	bufs [2][]byte
 }
 
 // Exchange is a request paired with its final response.
@@ -121,4 +125,7 @@ type Exchange struct {
 	// Upgraded is true when the connection switched protocol (101 or CONNECT 2xx)
 	// after this exchange; the rest of the stream is not parsed.
 	Upgraded bool
+
+	// pool takes the messages' buffers back at Release.
+	pool *bufferPool
 }

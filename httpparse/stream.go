@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/otas/otas-sniff/reassembly"
-
-	"github.com/otas/otas-sniff/internal/unzeroed"
 )
 
 // Options bound what the parser buffers per message.
@@ -59,6 +57,8 @@ type StreamFactory struct {
 	emit     func(*Exchange)
 	stats    counters
 	decoders decoders
+	// bufs keeps the buffers of released exchanges for later messages.
+	bufs bufferPool
 	// works recycles the mid-message state of directions (see work): most
 	// directions need it only for the length of a Data call.
 	works sync.Pool // of *work
@@ -402,6 +402,7 @@ func (s *stream) emit(pe *pendingExchange) {
 	ex.Error = pe.err
 	ex.Upgraded = pe.upgraded
 	ex.Client, ex.Server = s.endpoints()
+	ex.pool = &s.f.bufs
 	s.f.stats.exchanges.Add(1)
 	s.f.emit(ex)
 }
@@ -718,13 +719,16 @@ func (d *direction) keep(msg *Message, fields Header, m *Message, h *rawHead, ex
 	if decodes(h.get("Content-Encoding")) {
 		shared = 0
 	}
-	text, raw := keepText(h.block, shared)
+	pool := &d.s.f.bufs
+	text, buf, raw := keepText(pool, h.block, shared)
+	own := false
 	if raw == nil && room > 0 {
-		raw = unzeroed.Bytes(room)
+		raw, own = pool.get(room), true
 	}
 	*msg = *m
+	msg.bufs[0] = buf
 	h.fill(msg, fields, text)
-	d.w.body.reset(limit, notKept, raw, expected)
+	d.w.body.reset(limit, notKept, raw, expected, pool, own)
 	d.msg = msg
 }
 
