@@ -29,8 +29,15 @@ var errUnusual = errors.New("event needs encoding/json")
 // AppendJSON appends ev as one JSON object, as json.Encoder with SetEscapeHTML
 // (escapeHTML) would write it, without the trailing newline.
 func (ev *Event) AppendJSON(dst []byte, escapeHTML bool) ([]byte, error) {
+	var tf timeFormat
+	return ev.appendJSON(dst, escapeHTML, &tf)
+}
+
+// appendJSON is AppendJSON with times written through tf, which a sink keeps
+// from one event to the next: the events of one second share its date.
+func (ev *Event) appendJSON(dst []byte, escapeHTML bool, tf *timeFormat) ([]byte, error) {
 	start := len(dst)
-	out, err := ev.appendFast(dst, escapeHTML)
+	out, err := ev.appendFast(dst, escapeHTML, tf)
 	if err == nil {
 		return out, nil
 	}
@@ -44,7 +51,7 @@ func (ev *Event) AppendJSON(dst []byte, escapeHTML bool) ([]byte, error) {
 	return append(dst[:start], bytes.TrimSuffix(b.Bytes(), []byte{'\n'})...), nil
 }
 
-func (ev *Event) appendFast(b []byte, html bool) ([]byte, error) {
+func (ev *Event) appendFast(b []byte, html bool, tf *timeFormat) ([]byte, error) {
 	if len(ev.CustomProperties) > 0 || len(ev.Metadata.Extra) > 0 || math.IsNaN(ev.LatencyMS) || math.IsInf(ev.LatencyMS, 0) {
 		return b, errUnusual
 	}
@@ -82,19 +89,18 @@ func (ev *Event) appendFast(b []byte, html bool) ([]byte, error) {
 	b = append(b, `,"error":`...)
 	b = appendStringJSON(b, ev.Error, html)
 	b = append(b, `,"metadata":`...)
-	b, err := ev.Metadata.appendJSON(b, html)
+	b, err := ev.Metadata.appendJSON(b, html, tf)
 	if err != nil {
 		return b, err
 	}
 	return append(b, '}'), nil
 }
 
-func (md *Metadata) appendJSON(b []byte, html bool) ([]byte, error) {
+func (md *Metadata) appendJSON(b []byte, html bool, tf *timeFormat) ([]byte, error) {
 	var err error
 	b = append(b, `{"event_id":`...)
 	b = appendStringJSON(b, md.EventID, html)
 	b = append(b, `,"request_time":`...)
-	var tf timeFormat
 	if b, err = tf.appendJSON(b, md.RequestTime); err != nil {
 		return b, err
 	}
@@ -172,7 +178,8 @@ func (md *Metadata) appendJSON(b []byte, html bool) ([]byte, error) {
 
 // timeFormat writes times as time.Time.MarshalJSON does, reusing the date
 // and clock of the last UTC time it wrote for the next in the same second:
-// an event's four times mostly are, and the date is most of the work.
+// an event's four times mostly are, and so are the events a sink writes in
+// one second; the date is most of the work.
 type timeFormat struct {
 	sec    int64    // the Unix second of prefix, when ok
 	prefix [19]byte // "2006-01-02T15:04:05"

@@ -21,6 +21,8 @@ type JSONLSink struct {
 	closer io.Closer
 	// flushEach makes each event visible at once (a terminal or a pipe to jq).
 	flushEach bool
+	// times keeps the date of the last second written for the next events.
+	times timeFormat
 }
 
 // NewJSONLSink opens path for writing ("-" is standard output). Events reach a
@@ -55,7 +57,7 @@ func (s *JSONLSink) Write(_ context.Context, ev *Event) error {
 	if s.err != nil {
 		return s.err
 	}
-	b, err := ev.AppendJSON(s.buf, false)
+	b, err := ev.appendJSON(s.buf, false, &s.times)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", s.name, err)
 	}

@@ -141,6 +141,15 @@ type captureContext gopacket.CaptureInfo
 
 func (c *captureContext) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*c) }
 
+// contextTime is ac's capture time, read in place from the contexts Assemble
+// makes (GetCaptureInfo copies the whole CaptureInfo, once per segment).
+func contextTime(ac gpr.AssemblerContext) time.Time {
+	if c, ok := ac.(*assembleContext); ok {
+		return c.Timestamp
+	}
+	return ac.GetCaptureInfo().Timestamp
+}
+
 // Assemble adds one segment. netFlow is its IP source and destination, src the
 // name of where it was captured.
 func (a *Assembler) Assemble(netFlow gopacket.Flow, tcp *layers.TCP, ci gopacket.CaptureInfo, src string) {
@@ -504,7 +513,7 @@ func (s *stream) ReassembledSG(sg gpr.ScatterGather, ac gpr.AssemblerContext) {
 		}
 	}
 	if ac != nil {
-		if t := ac.GetCaptureInfo().Timestamp; t.After(completed) {
+		if t := contextTime(ac); t.After(completed) {
 			completed = t
 		}
 	}
