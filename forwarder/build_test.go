@@ -17,7 +17,7 @@ import (
 // headersJSON and newEventID are the string forms of appendHeadersJSON and
 // appendEventID, for tests.
 func headersJSON(h httpparse.Header) string { return string(appendHeadersJSON(nil, h)) }
-func newEventID() string                    { return string(appendEventID(nil)) }
+func newEventID() string                    { return string(appendEventID(nil, new(slabPool).get().random16())) }
 
 // queryCases are queries and forms of every kind url.ParseQuery sees.
 var queryCases = []string{

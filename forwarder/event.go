@@ -4,7 +4,6 @@ package forwarder
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"mime"
@@ -154,7 +153,7 @@ func newEvent(ex *httpparse.Exchange, sessionToken string, bodyLimit int, sl *sl
 	}
 
 	md := &ev.Metadata
-	md.EventID = sl.string(appendEventID(sl.free(uuidLen)))
+	md.EventID = sl.string(appendEventID(sl.free(uuidLen), sl.random16()))
 	md.RequestTime = req.Start.UTC()
 	md.RequestEndTime = req.End.UTC()
 	md.Client = addrPortString(sl, ex.Client)
@@ -368,10 +367,9 @@ func sharedString(b []byte) string {
 const uuidLen = len("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
 
 // appendEventID appends a random (version 4) UUID in the form uuid.NewString
-// returns.
-func appendEventID(b []byte) []byte {
-	var u uuid.UUID
-	_, _ = rand.Read(u[:])  // crypto/rand.Read never fails (Go 1.24+)
+// returns, its bits taken from random.
+func appendEventID(b []byte, random [16]byte) []byte {
+	u := uuid.UUID(random)
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
 	var text [uuidLen]byte

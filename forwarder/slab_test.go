@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -249,5 +250,21 @@ func TestReleaseOffWhenASinkKeepsEvents(t *testing.T) {
 		} else {
 			assert.Less(t, same, len(want)/2, "released events were reused (the check above can fail)")
 		}
+	}
+}
+
+// Event ids from one slab never repeat, across refills of its random bytes,
+// and are version 4, RFC 9562 variant.
+func TestEventIDsFromSlab(t *testing.T) {
+	sl := new(slabPool).get()
+	seen := map[string]bool{}
+	for range 3 * len(sl.random) / 16 {
+		id := string(appendEventID(nil, sl.random16()))
+		require.False(t, seen[id], "repeated id %s", id)
+		seen[id] = true
+		u, err := uuid.Parse(id)
+		require.NoError(t, err)
+		require.Equal(t, uuid.Version(4), u.Version())
+		require.Equal(t, uuid.RFC4122, u.Variant())
 	}
 }
