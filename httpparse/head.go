@@ -28,10 +28,13 @@ const (
 
 // isTokenChar reports whether c is an RFC 9110 tchar.
 func isTokenChar(c byte) bool {
-	if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
-		return true
+	// Bit c of tokenLo (c < 64) or tokenHi (64 <= c < 128) is set for each
+	// tchar: "!#$%&'*+-.^_`|~", digits and letters (TestTokenChars).
+	const tokenLo, tokenHi = 0x03ff6cfa00000000, 0x57ffffffc7fffffe
+	if c < 64 {
+		return tokenLo>>c&1 != 0
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	return c < 128 && tokenHi>>(c-64)&1 != 0
 }
 
 // endOfHead returns the offset just past the empty line ending a header block in
@@ -283,7 +286,7 @@ func parseFields(b []byte, maxFields int, m *Message, h *rawHead) error {
 			continue
 		}
 		name := line[:colon]
-		if trimmed := bytes.TrimRight(name, " \t"); len(trimmed) != len(name) {
+		if trimmed := trimRightOWS(name); len(trimmed) != len(name) {
 			m.addAnomaly(anomalyInvalidHeader)
 			name = trimmed
 		}
@@ -307,7 +310,18 @@ func parseFields(b []byte, maxFields int, m *Message, h *rawHead) error {
 }
 
 func trimOWS(b []byte) []byte {
-	return bytes.Trim(b, " \t")
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	return trimRightOWS(b)
+}
+
+// trimRightOWS drops spaces and tabs at the end of b.
+func trimRightOWS(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 func (m *Message) addAnomaly(a string) {

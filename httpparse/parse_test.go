@@ -515,3 +515,17 @@ func TestHeadStringsSurviveBodyGrowth(t *testing.T) {
 		assert.Equal(t, body, string(resp.Body), name)
 	}
 }
+
+// isTokenChar is RFC 9110's tchar, for every byte; trimOWS drops spaces and
+// tabs at both ends only.
+func TestTokenChars(t *testing.T) {
+	for c := range 256 {
+		b := byte(c)
+		want := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
+		require.Equal(t, want, isTokenChar(b), "byte %#x", c)
+	}
+	for _, s := range []string{"", " ", "\t \t", "a", " a", "a ", "\ta b\t ", " \r\n ", "x\t\ty", "\x00 z"} {
+		assert.Equal(t, strings.Trim(s, " \t"), string(trimOWS([]byte(s))), "%q", s)
+		assert.Equal(t, strings.TrimRight(s, " \t"), string(trimRightOWS([]byte(s))), "%q", s)
+	}
+}
