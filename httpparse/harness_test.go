@@ -68,6 +68,12 @@ type result struct {
 func replay(opts Options, steps []step, reason reassembly.CloseReason, cuts map[int]bool) result {
 	var got []*Exchange
 	f := NewStreamFactory(opts, func(ex *Exchange) { got = append(got, ex) })
+	drive(f, steps, reason, cuts)
+	return result{exchanges: got, stats: f.Stats()}
+}
+
+// drive feeds steps to one stream of f, cut at cuts, and closes it.
+func drive(f *StreamFactory, steps []step, reason reassembly.CloseReason, cuts map[int]bool) {
 	s := f.NewStream(testConn())
 	pos := 0
 	for _, st := range steps {
@@ -91,7 +97,6 @@ func replay(opts Options, steps []step, reason reassembly.CloseReason, cuts map[
 		}
 	}
 	s.Close(reason, t0.Add(time.Hour))
-	return result{exchanges: got, stats: f.Stats()}
 }
 
 // feedChunk hands the parser a copy of b and overwrites it after the call, as a

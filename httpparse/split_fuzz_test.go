@@ -45,7 +45,28 @@ func FuzzSplitInvariance(f *testing.F) {
 			every[k] = true
 		}
 		require.Equal(t, whole, replay(opts, steps, reassembly.Closed, every), "one byte per chunk")
+		// Each exchange released as soon as it is seen, its buffers poisoned
+		// and handed to the next messages: what every exchange said when it
+		// was handed on is the same.
+		var want []string
+		for _, ex := range whole.exchanges {
+			want = append(want, snapshot(ex))
+		}
+		require.Equal(t, want, replayReleasing(opts, steps, cuts), "released at once, random cuts %v", cuts)
 	})
+}
+
+// replayReleasing is replay with every exchange snapshotted and released as
+// it is handed on, into a pool that poisons what it gets back.
+func replayReleasing(opts Options, steps []step, cuts map[int]bool) []string {
+	var got []string
+	f := NewStreamFactory(opts, func(ex *Exchange) {
+		got = append(got, snapshot(ex))
+		ex.Release()
+	})
+	f.bufs.poison = true
+	drive(f, steps, reassembly.Closed, cuts)
+	return got
 }
 
 // TestSplitSkippedBytesOversizedHead is the input FuzzSplitInvariance found
