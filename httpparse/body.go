@@ -127,7 +127,7 @@ func (b *bodySink) finish(m *Message, c *counters, dec *decoders) {
 	raw := b.raw
 	b.raw = nil
 	coding := strings.ToLower(strings.TrimSpace(m.Header.Get("Content-Encoding")))
-	decoded, truncated, err := dec.decode(coding, raw, b.limit, b.cut)
+	decoded, truncated, err := dec.decode(coding, raw, b.limit, b.cut, b.pool)
 	if err != nil {
 		c.decodeErrors.Add(1)
 		m.DecodeError = err.Error()
@@ -138,8 +138,13 @@ func (b *bodySink) finish(m *Message, c *counters, dec *decoders) {
 	m.Body, m.BodyTruncated = decoded, truncated
 	if unsafe.SliceData(decoded) == unsafe.SliceData(raw) {
 		b.keepOwn(m, raw)
-	} else if b.own {
-		b.pool.put(raw) // decoded into a buffer of its own: nothing views raw
+		return
+	}
+	// Decoded into a buffer of its own, which the message keeps; nothing
+	// views raw any more.
+	m.bufs[1] = decoded
+	if b.own {
+		b.pool.put(raw)
 	}
 }
 
@@ -167,7 +172,7 @@ type gzipDecoder struct {
 // decode decodes raw per coding, producing at most limit bytes so that a
 // compression bomb costs no more than the limit. rawCut says raw is a prefix of
 // the body, so an unexpected end of the compressed data is not an error.
-func (d *decoders) decode(coding string, raw []byte, limit int, rawCut bool) ([]byte, bool, error) {
+func (d *decoders) decode(coding string, raw []byte, limit int, rawCut bool, pool *bufferPool) ([]byte, bool, error) {
 	var r io.Reader
 	var lim *io.LimitedReader
 	sizeHint := 4 * len(raw)
@@ -217,7 +222,7 @@ func (d *decoders) decode(coding string, raw []byte, limit int, rawCut bool) ([]
 		lim = new(io.LimitedReader)
 	}
 	*lim = io.LimitedReader{R: r, N: int64(limit) + 1}
-	out, err := sizedread.ReadAll(lim, int64(min(max(sizeHint, 512), limit)))
+	out, err := sizedread.ReadAllInto(pool.get(min(max(sizeHint, 512), limit)+1), lim)
 	if len(out) > limit {
 		return out[:limit], true, nil
 	}

@@ -19,8 +19,16 @@ func ReadAll(r io.Reader, size int64) ([]byte, error) {
 	if size < 0 || size > maxHint {
 		size = 512
 	}
-	b := unzeroed.Bytes(int(size) + 1) // read into, and read up to its length only
+	return ReadAllInto(unzeroed.Bytes(int(size)+1), r) // read into, and read up to its length only
+}
+
+// ReadAllInto appends r, read to EOF, to b, reading into its spare capacity
+// first and growing it only when that is full.
+func ReadAllInto(b []byte, r io.Reader) ([]byte, error) {
 	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if err != nil {
@@ -28,9 +36,6 @@ func ReadAll(r io.Reader, size int64) ([]byte, error) {
 				err = nil
 			}
 			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
 		}
 	}
 }
