@@ -7,8 +7,9 @@ import (
 // A message is kept in two allocations, made once its head is parsed and its
 // framing known (direction.keep): a msgBox holding the Message, its header
 // fields and what travels with it, and one byte buffer holding the head's text
-// followed by room for the body. Neither is ever reused: an Exchange handed on
-// owns them.
+// followed by room for the body. An Exchange handed on owns them; the buffer
+// (and a body's own buffer) goes back to the factory's bufferPool when the
+// exchange is released, the box to the collector.
 
 // msgBox holds a message with its header fields (F: an array of them) and P,
 // what the parser keeps with it: the pendingExchange of a request, the

@@ -791,7 +791,11 @@ func (d *direction) beginResponse(m *Message, h *rawHead) {
 		s.stop()
 		return
 	}
+	// The client's bytes held after an upgrade request are HTTP again: parsed
+	// now, before the server's next bytes, however TCP cut them (a request
+	// among them may be what the next response answers).
 	s.releaseHold = true
+	defer s.release()
 	framing, n, err := responseFraming(m, h, method)
 	if err != nil {
 		d.stats().parseErrors.Add(1)
