@@ -30,7 +30,7 @@ const (
 func isTokenChar(c byte) bool {
 	// Bit c of tokenLo (c < 64) or tokenHi (64 <= c < 128) is set for each
 	// tchar: "!#$%&'*+-.^_`|~", digits and letters (TestTokenChars).
-	const tokenLo, tokenHi = 0x03ff6cfa00000000, 0x57ffffffc7fffffe
+	const tokenLo, tokenHi uint64 = 0x03ff6cfa00000000, 0x57ffffffc7fffffe
 	if c < 64 {
 		return tokenLo>>c&1 != 0
 	}
