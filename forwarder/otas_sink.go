@@ -379,13 +379,13 @@ func encodeEvent(ev *Event) ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// Close stops taking events, sends what it holds within DrainTimeout (or ctx's
-// deadline when earlier), and spools the rest, or drops and counts it without a
-// spool. It returns an error when events were dropped at shutdown or the key was
 // CopiesEvents marks OTASSink an EventCopier: events are encoded in Write,
 // the token cloned.
 func (s *OTASSink) CopiesEvents() {}
 
+// Close stops taking events, sends what it holds within DrainTimeout (or ctx's
+// deadline when earlier), and spools the rest, or drops and counts it without a
+// spool. It returns an error when events were dropped at shutdown or the key was
 // refused.
 func (s *OTASSink) Close(ctx context.Context) error {
 	if !s.closed.CompareAndSwap(false, true) {

@@ -162,14 +162,11 @@ type stream struct {
 	nextIndex int
 	// respGap: a gap in the response direction may have swallowed responses; the
 	// next response is paired by timestamps (see matchResponse).
-	respGap bool
-	// releaseHold: a final non-upgrade response arrived, so bytes the client sent
-	// after an upgrade request are HTTP again.
-	releaseHold bool
-	stopped     bool
-	sawBytes    bool
-	sawHTTP     bool
-	closed      bool
+	respGap  bool
+	stopped  bool
+	sawBytes bool
+	sawHTTP  bool
+	closed   bool
 }
 
 // Data implements reassembly.Stream.
@@ -179,17 +176,15 @@ func (s *stream) Data(c reassembly.Chunk) {
 	}
 	s.sawBytes = true
 	s.dirs[c.Side&1].feed(c.Bytes, c.Seen, c.Completed)
-	s.release()
 	s.settle()
 }
 
 // release feeds bytes held after an upgrade request once the answer says the
 // connection stays HTTP.
 func (s *stream) release() {
-	if !s.releaseHold || s.stopped {
+	if s.stopped {
 		return
 	}
-	s.releaseHold = false
 	for i := range s.dirs {
 		d := &s.dirs[i]
 		if d.state != stHold {
@@ -227,7 +222,6 @@ func (s *stream) Gap(side reassembly.Side, n int, ts time.Time) {
 		return
 	}
 	s.dirs[side&1].gap(n)
-	s.release()
 	s.settle()
 }
 
@@ -794,7 +788,6 @@ func (d *direction) beginResponse(m *Message, h *rawHead) {
 	// The client's bytes held after an upgrade request are HTTP again: parsed
 	// now, before the server's next bytes, however TCP cut them (a request
 	// among them may be what the next response answers).
-	s.releaseHold = true
 	defer s.release()
 	framing, n, err := responseFraming(m, h, method)
 	if err != nil {
