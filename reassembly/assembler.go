@@ -137,6 +137,9 @@ func NewAssembler(factory StreamFactory, opts Options) *Assembler {
 	return a
 }
 
+// Options returns the options in effect, defaults filled in.
+func (a *Assembler) Options() Options { return a.opts }
+
 type captureContext gopacket.CaptureInfo
 
 func (c *captureContext) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*c) }

@@ -137,3 +137,122 @@ func TestWorkersHeavyRounds(t *testing.T) {
 		require.Equal(t, fmt.Sprintf("/n/%d", i), ev.Path)
 	}
 }
+
+// TestPlacement checks how connections are placed on workers: a slot keeps
+// its worker while its connections may be open, whatever the load says, and
+// is placed anew only after the idle timeout (plus the reorder wait and the
+// scan's second) without a segment.
+func TestPlacement(t *testing.T) {
+	opts := reassembly.Options{IdleTimeout: 10 * time.Second, ReorderWait: 2 * time.Second}
+	base := time.Unix(0, 0) // a capture whose clock starts at 0 still counts as seen
+	type step struct {
+		hash   uint64
+		at     time.Duration // capture time since base
+		pick   int           // what the load would choose now
+		want   int
+		picked bool // whether the load was asked
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"a connection stays on its first worker", []step{
+			{hash: 7, at: 0, pick: 1, want: 1, picked: true},
+			{hash: 7, at: time.Second, pick: 0, want: 1},
+			{hash: 7, at: 13 * time.Second, pick: 0, want: 1}, // 12 s after its last segment
+			{hash: 7, at: 27 * time.Second, pick: 0, want: 1}, // 14 s after: the limit itself
+		}},
+		{"an idle slot is placed anew", []step{
+			{hash: 7, at: 0, pick: 1, want: 1, picked: true},
+			{hash: 7, at: 14*time.Second + 1, pick: 0, want: 0, picked: true},
+			{hash: 7, at: 15 * time.Second, pick: 1, want: 0},
+		}},
+		{"connections in one slot share a worker", []step{
+			{hash: 3, at: 0, pick: 2, want: 2, picked: true},
+			{hash: 3 + placementSlots, at: time.Second, pick: 0, want: 2},
+			{hash: 4, at: time.Second, pick: 0, want: 0, picked: true},
+		}},
+		{"any segment keeps a slot alive", []step{
+			{hash: 9, at: 0, pick: 1, want: 1, picked: true},
+			{hash: 9 + 5*placementSlots, at: 10 * time.Second, pick: 0, want: 1},
+			{hash: 9, at: 20 * time.Second, pick: 0, want: 1},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pl := newPlacement(opts)
+			for i, s := range tc.steps {
+				picked := false
+				got := pl.worker(s.hash, base.Add(s.at), func() int { picked = true; return s.pick })
+				assert.Equal(t, s.want, got, "step %d", i)
+				assert.Equal(t, s.picked, picked, "step %d: whether the load was asked", i)
+			}
+		})
+	}
+}
+
+// TestLeastLoaded checks the choice of worker for a new connection: the one
+// with the fewest items handed to it and not yet worked through, counting the
+// round being filled; ties go round in turn.
+func TestLeastLoaded(t *testing.T) {
+	p := &pipeline{}
+	for range 3 {
+		p.workers = append(p.workers, &worker{filling: &batch{}})
+	}
+	load := func(handed, filling, done []int) {
+		for i, w := range p.workers {
+			w.handed = uint64(handed[i])
+			w.filling.items = make([]workItem, filling[i])
+			w.done.Store(uint64(done[i]))
+		}
+	}
+	load([]int{0, 0, 0}, []int{0, 0, 0}, []int{0, 0, 0})
+	assert.Equal(t, []int{1, 2, 0, 1}, []int{p.leastLoaded(), p.leastLoaded(), p.leastLoaded(), p.leastLoaded()}, "ties in turn")
+	load([]int{3000, 1000, 2000}, []int{0, 0, 0}, []int{2500, 0, 1000})
+	assert.Equal(t, 0, p.leastLoaded(), "500 queued against 1,000 and 1,000")
+	load([]int{3000, 1000, 2000}, []int{600, 0, 0}, []int{2500, 0, 1000})
+	assert.Equal(t, 1, p.leastLoaded(), "the round being filled counts")
+}
+
+// TestPlacementAcrossIdleTimeout replays a connection that goes quiet past
+// the idle timeout and then sends again (its stream was closed, so the rest is
+// a new stream picked up mid-connection), among others: with two workers its
+// slot may move to the other worker, and the events must be those of one
+// worker.
+func TestPlacementAcrossIdleTimeout(t *testing.T) {
+	w := pcapgen.New(pcapgen.Options{Step: time.Millisecond, Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+	server := netip.MustParseAddrPort("10.2.0.1:8000")
+	quiet := w.Conn(netip.MustParseAddrPort("10.1.0.1:40000"), server)
+	quiet.Handshake()
+	quiet.Client([]byte("GET /before HTTP/1.1\r\nHost: a\r\n\r\n"))
+	for i := range 20 {
+		c := w.Conn(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, 1, byte(i)}), 41000), server)
+		c.Handshake()
+		c.Client(fmt.Appendf(nil, "GET /busy/%d HTTP/1.1\r\nHost: a\r\n\r\n", i))
+		c.Server([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		c.Close()
+	}
+	w.Advance(20 * time.Second) // past --idle-timeout 5s + 2 s + 2 s
+	quiet.Server([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	quiet.Client([]byte("GET /after HTTP/1.1\r\nHost: a\r\n\r\n"))
+	quiet.Server([]byte("HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"))
+	quiet.Close()
+	path := filepath.Join(t.TempDir(), "quiet.pcap")
+	require.NoError(t, os.WriteFile(path, w.Bytes(), 0o644))
+
+	summary := func(evs []forwarder.Event) []string {
+		var s []string
+		for _, ev := range evs {
+			s = append(s, fmt.Sprintf("%s %d %q", ev.Path, ev.StatusCode, ev.Error))
+		}
+		return s
+	}
+	one, r := replay(t, []string{path}, "-q", "--workers", "1", "--idle-timeout", "5s")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, summary(one), `/before 0 "no response"`)
+	require.Contains(t, summary(one), `/after 201 ""`)
+	for range 5 { // the placement depends on the workers' progress
+		two, r := replay(t, []string{path}, "-q", "--workers", "2", "--idle-timeout", "5s")
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, summary(one), summary(two))
+	}
+}
