@@ -22,8 +22,8 @@ import (
 // pipeline wires the four stages: segments in, events out.
 //
 // With one worker every stage runs on the caller's goroutine. With more,
-// connections are shared out among the workers (both directions of a
-// connection go to one worker, see placement); each worker owns an Assembler and a parser
+// connections are shared out among the workers (both directions of one go to
+// one worker: see placement); each worker owns an Assembler and a parser
 // factory and builds (redacts) its events, and one merge goroutine writes them
 // to the sinks in the order a single worker would have: by the capture
 // position of the segment (or timeout tick) that completed them. So every
@@ -53,6 +53,7 @@ type pipeline struct {
 	// Sharded mode (more than one worker) only.
 	workers  []*worker
 	place    placement
+	placed   int           // the worker a connection went to last
 	merged   chan struct{} // closed when the merge goroutine has delivered everything
 	seq      uint64        // position of the last segment handed to a worker
 	inRound  int           // segments handed out since the last round ended
@@ -229,13 +230,13 @@ func (p *pipeline) endRound() {
 func (p *pipeline) leastLoaded() int {
 	best, least := 0, uint64(math.MaxUint64)
 	for k := range p.workers {
-		i := (p.place.last + 1 + k) % len(p.workers)
+		i := (p.placed + 1 + k) % len(p.workers)
 		w := p.workers[i]
 		if n := w.handed + uint64(len(w.filling.items)) - w.done.Load(); n < least {
 			best, least = i, n
 		}
 	}
-	p.place.last = best
+	p.placed = best
 	return best
 }
 
@@ -295,8 +296,6 @@ type placement struct {
 	slots []placementSlot
 	// expiry is how long after its last segment a slot may change worker.
 	expiry int64
-	// last is the worker chosen last, so that ties are shared out in turn.
-	last int
 }
 
 type placementSlot struct {
