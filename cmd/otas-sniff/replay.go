@@ -45,7 +45,7 @@ func (c *commonFlags) register(cmd *cobra.Command) {
 	f.IntVar(&c.maxBuf, "max-buffered-bytes", 64<<20, "out-of-order bytes held for all connections")
 	f.IntVar(&c.maxStreams, "max-streams", 100_000, "connections parsed at once; beyond it the one idle longest is evicted (its pending requests are emitted, error \"connection evicted\") and counted (0: no cap)")
 	f.StringVar(&c.memoryLimit, "memory-limit", "auto", "soft limit for the Go heap, e.g. 256MiB: the collector works harder near it so RSS stays close to what is live; auto = 80% of the container's (cgroup) memory limit, if any and GOMEMLIMIT is unset; off = none")
-	f.IntVar(&c.workers, "workers", 0, "goroutines that reassemble and parse, connections shared among them by flow (0: one per CPU, at most 8)")
+	f.IntVar(&c.workers, "workers", 0, "goroutines that reassemble and parse, each new connection to the least busy (0: one per CPU, at most 8)")
 	addOTASFlags(f, &c.otas)
 	c.redact.register(f)
 }
