@@ -256,3 +256,48 @@ func TestPlacementAcrossIdleTimeout(t *testing.T) {
 		assert.Equal(t, summary(one), summary(two))
 	}
 }
+
+// A request answered after longer than --idle-timeout, on a connection kept
+// alive meanwhile by ACKs alone, is paired with its answer: most of those ACKs
+// are dropped before reassembly (reassembly.ACKFilter), but enough of them
+// reach it to keep the connection open. Without them it times out.
+func TestACKsKeepSlowAnswerPaired(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		every time.Duration // between the client's ACKs; 0: none
+		want  string
+	}{
+		{"no ACKs", 0, `/slow 0 "no response"`},
+		{"an ACK every 100 ms", 100 * time.Millisecond, `/slow 200 ""`},
+		{"an ACK every 2 s", 2 * time.Second, `/slow 200 ""`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := pcapgen.New(pcapgen.Options{Step: time.Millisecond, Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)})
+			c := w.Conn(netip.MustParseAddrPort("10.1.0.1:40000"), netip.MustParseAddrPort("10.2.0.1:8000"))
+			c.Handshake()
+			c.Client([]byte("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"))
+			// 12 s of waiting for the answer, past --idle-timeout 5s.
+			for waited := time.Duration(0); waited < 12*time.Second; {
+				step := 12 * time.Second
+				if tt.every > 0 {
+					step = tt.every
+				}
+				w.Advance(step)
+				waited += step
+				if tt.every > 0 {
+					c.Emit(pcapgen.Segment{Seq: c.ClientSeq(), Ack: c.ServerSeq(), ACK: true})
+				}
+			}
+			c.Server([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+			c.Close()
+			path := filepath.Join(t.TempDir(), "slow.pcap")
+			require.NoError(t, os.WriteFile(path, w.Bytes(), 0o644))
+			for _, workers := range []string{"1", "2"} {
+				evs, r := replay(t, []string{path}, "-q", "--workers", workers, "--idle-timeout", "5s")
+				require.Equal(t, 0, r.code, r.stderr)
+				require.Len(t, evs, 1, r.stderr)
+				assert.Equal(t, tt.want, fmt.Sprintf("%s %d %q", evs[0].Path, evs[0].StatusCode, evs[0].Error), "%s workers", workers)
+			}
+		})
+	}
+}
