@@ -133,6 +133,10 @@ type fileSource struct {
 	mu        sync.Mutex // guards the two below: the context watch runs apart
 	watched   context.Context
 	stopWatch func() bool
+	// seen is the context of the last Next call, read and written by Next's
+	// goroutine alone: the lock above, taken for every packet, cost the
+	// replay's reader 1% of its time.
+	seen context.Context
 }
 
 // input is one capture file being read.
@@ -419,9 +423,10 @@ func (s *fileSource) earliest(ctx context.Context) (*input, error) {
 
 // watch arranges for a cancelled ctx to interrupt a read blocked on a pipe.
 func (s *fileSource) watch(ctx context.Context) {
-	if ctx.Done() == nil {
+	if ctx == s.seen || ctx.Done() == nil {
 		return
 	}
+	s.seen = ctx
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.watched == ctx {

@@ -370,31 +370,48 @@ func TestStdinPipe(t *testing.T) {
 }
 
 func TestCancelInterruptsBlockedRead(t *testing.T) {
-	w := pcapgen.New(pcapgen.Options{})
-	c := w.Conn(client4, server4)
-	c.Handshake()
-	r, pw, err := os.Pipe()
-	require.NoError(t, err)
-	defer r.Close()
-	defer pw.Close()
-	_, err = pw.Write(w.Bytes()) // header and 3 packets; then the pipe stays open
-	require.NoError(t, err)
-	src, err := OpenFiles([]string{"-"}, FileOptions{Stdin: r})
-	require.NoError(t, err)
-	defer src.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	for range 3 {
-		_, err := src.Next(ctx)
-		require.NoError(t, err)
-	}
-	time.AfterFunc(50*time.Millisecond, cancel)
-	done := make(chan error, 1)
-	go func() { _, err := src.Next(ctx); done <- err }()
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, context.Canceled)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Next stayed blocked on the pipe after the context was cancelled")
+	for _, tc := range []struct {
+		name string
+		// fresh makes the blocked call's context another than the earlier
+		// calls': the watch follows the context of each call, not the first.
+		fresh bool
+	}{
+		{name: "same context throughout"},
+		{name: "another context on the blocked call", fresh: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := pcapgen.New(pcapgen.Options{})
+			c := w.Conn(client4, server4)
+			c.Handshake()
+			r, pw, err := os.Pipe()
+			require.NoError(t, err)
+			defer r.Close()
+			defer pw.Close()
+			_, err = pw.Write(w.Bytes()) // header and 3 packets; then the pipe stays open
+			require.NoError(t, err)
+			src, err := OpenFiles([]string{"-"}, FileOptions{Stdin: r})
+			require.NoError(t, err)
+			defer src.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			for range 3 {
+				_, err := src.Next(ctx)
+				require.NoError(t, err)
+			}
+			if tc.fresh {
+				ctx, cancel = context.WithCancel(context.Background())
+				defer cancel()
+			}
+			time.AfterFunc(50*time.Millisecond, cancel)
+			done := make(chan error, 1)
+			go func() { _, err := src.Next(ctx); done <- err }()
+			select {
+			case err := <-done:
+				assert.ErrorIs(t, err, context.Canceled)
+			case <-time.After(5 * time.Second):
+				t.Fatal("Next stayed blocked on the pipe after the context was cancelled")
+			}
+		})
 	}
 }
 
