@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/stretchr/testify/assert"
 
 	"github.com/otas/otas-sniff/capture"
 	"github.com/otas/otas-sniff/forwarder"
@@ -85,7 +87,10 @@ func fullPipeline(b *testing.B, path string, workers int) (packets, fileBytes, e
 // and the all-core pipeline's rates as shares of the bare loop's, and the
 // all-core speed-up. With -benchtime Nx the three run N times in turn, and
 // each rate is that of its fastest run: on a shared host whose speed wanders
-// (±30% here) the best run of each is the one least slowed by others.
+// (±30% here) the best run of each is the one least slowed by others. The
+// medians of each round's ratios (each pipeline run against the bare loop run
+// just before it) are reported too: steadier than the fastest runs when the
+// host's speed changes between rounds.
 //
 //	go test ./cmd/otas-sniff -run '^$' -bench Replay -benchtime 3x
 func BenchmarkReplay(b *testing.B) {
@@ -99,6 +104,7 @@ func BenchmarkReplay(b *testing.B) {
 	bareDur, oneDur, allDur := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
 	var packets, fileBytes, exchanges, mallocs uint64
 	var ms runtime.MemStats
+	var oneRatios, allRatios []float64
 	// Once untimed, so that the file is in the page cache: a bare loop reading
 	// from disk measured the disk (0.4M instead of 2M packets/s).
 	bareLoop(b, path)
@@ -107,14 +113,17 @@ func BenchmarkReplay(b *testing.B) {
 		runtime.GOMAXPROCS(1)
 		start := time.Now()
 		bareLoop(b, path)
-		bareDur = min(bareDur, time.Since(start))
+		bare := time.Since(start)
+		bareDur = min(bareDur, bare)
 
 		runtime.GC()
 		runtime.ReadMemStats(&ms)
 		before := ms.Mallocs
 		start = time.Now()
 		p, fb, ex := fullPipeline(b, path, 1)
-		oneDur = min(oneDur, time.Since(start))
+		one := time.Since(start)
+		oneDur = min(oneDur, one)
+		oneRatios = append(oneRatios, bare.Seconds()/one.Seconds())
 		runtime.ReadMemStats(&ms)
 		mallocs += ms.Mallocs - before
 		packets, fileBytes, exchanges = p, fb, ex
@@ -125,7 +134,9 @@ func BenchmarkReplay(b *testing.B) {
 		if _, _, ex2 := fullPipeline(b, path, cores); ex2 != ex {
 			b.Fatalf("%d workers emitted %d exchanges, one worker %d", cores, ex2, ex)
 		}
-		allDur = min(allDur, time.Since(start))
+		all := time.Since(start)
+		allDur = min(allDur, all)
+		allRatios = append(allRatios, bare.Seconds()/all.Seconds())
 	}
 	b.StopTimer()
 	barePPS := float64(packets) / bareDur.Seconds()
@@ -141,7 +152,20 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(allPPS/onePPS, "allcore-speedup")
 	// The default replay (all cores) against the same bare loop.
 	b.ReportMetric(allPPS/barePPS, "allcore-ratio-to-bare")
+	b.ReportMetric(median(oneRatios), "ratio-to-bare-median")
+	b.ReportMetric(median(allRatios), "allcore-ratio-to-bare-median")
 	b.ReportMetric(float64(cores), "cores")
+}
+
+// median is the middle value of xs (the mean of the two middle ones for an
+// even count); xs is sorted in place.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // BenchmarkReplayOTAS replays the benchmark capture with one worker into the
@@ -221,4 +245,17 @@ func replayInto(b *testing.B, path string, workers int, fwd *forwarder.Forwarder
 	closeDur = time.Since(start)
 	st := src.Stats()
 	return st.Packets, st.Bytes, p.exchanges.Load(), closeDur
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{0.3}, 0.3},
+		{[]float64{0.3, 0.1, 0.2}, 0.2},
+		{[]float64{0.4, 0.1, 0.3, 0.2}, 0.25},
+	} {
+		assert.InDelta(t, tc.want, median(slices.Clone(tc.in)), 1e-12, "%v", tc.in)
+	}
 }
