@@ -81,27 +81,49 @@ func foldASCII(c byte) []byte {
 }
 
 // mayChangeJSONVector is mayChangeJSON for bodies of 64 bytes or more on a
-// machine with the vector kernel: quickScanAVX2 reads 32 bytes a step and
-// stops at the blocks with a candidate (a colon after a quote and two bytes
-// that may end a sensitive name, or after whitespace; an e after a b), which
-// are checked here as the word loop checks them. The first three bytes, which
-// the kernel's step cannot look behind, and the last few are checked one at a
-// time.
+// machine with the vector kernel: quickScanAVX512 reads 64 bytes a step where
+// the machine has it, then quickScanAVX2 32, and each stops at the blocks with
+// a candidate (a colon after a quote and two bytes that may end a sensitive
+// name, or after whitespace; an e after a b), which are checked here as the
+// word loop checks them. The first three bytes, which the kernels' steps
+// cannot look behind, and the last few are checked one at a time.
 func (r *Redactor) mayChangeJSONVector(body []byte) bool {
+	return r.mayChangeJSONVectorWith(body, r.wide)
+}
+
+// mayChangeJSONVectorWith is mayChangeJSONVector with the 64-byte kernel
+// (wide) or without, so tests can check both.
+func (r *Redactor) mayChangeJSONVectorWith(body []byte, wide bool) bool {
 	n := len(body)
 	if n > 0 && (body[n-1] == 0xC4 || body[n-1] == 0xE2) {
 		return true // may start U+0130 or U+212A in a longer body
 	}
-	var carry uint32 // the card bytes of the 32 before the next block, by bit
+	// The card bytes of the 64 before the next block, by bit (the byte just
+	// before it highest).
+	var carry uint64
 	for j := range min(wordStart, n) {
 		if r.byteHit(body, j) {
 			return true
 		}
-		carry |= uint32(cardByte[body[j]]) << (32 - wordStart + j)
+		carry |= uint64(cardByte[body[j]]) << (64 - wordStart + j)
 	}
 	i := min(wordStart, n)
+	for wide {
+		at, colons, bes, hit, cards := quickScanAVX512(body, i, r.quick, carry)
+		if hit {
+			return true
+		}
+		if i, carry = at, cards; colons|bes == 0 {
+			break // fewer than 64 bytes left: the 32-byte kernel goes on
+		}
+		if r.candidateHit(body, at, colons, bes) {
+			return true
+		}
+		i = at + 64
+	}
+	carry32 := uint32(carry >> 32)
 	for {
-		at, colons, bes, hit, cards := quickScanAVX2(body, i, r.quick, carry)
+		at, colons, bes, hit, cards := quickScanAVX2(body, i, r.quick, carry32)
 		if hit {
 			return true
 		}
@@ -109,19 +131,28 @@ func (r *Redactor) mayChangeJSONVector(body []byte) bool {
 			i = at // fewer than 32 bytes left
 			break
 		}
-		for ; colons != 0; colons &= colons - 1 {
-			if r.keyBefore(body, at+bits.TrailingZeros32(colons)) {
-				return true
-			}
+		if r.candidateHit(body, at, uint64(colons), uint64(bes)) {
+			return true
 		}
-		for ; bes != 0; bes &= bes - 1 {
-			if bearerAt(body, at+bits.TrailingZeros32(bes)-1) {
-				return true
-			}
-		}
-		i, carry = at+32, cards
+		i, carry32 = at+32, cards
 	}
 	return r.tailHit(body, i)
+}
+
+// candidateHit checks the candidates a kernel found in the block at at: the
+// colons that may follow a sensitive key and the e's after a b, by bit.
+func (r *Redactor) candidateHit(body []byte, at int, colons, bes uint64) bool {
+	for ; colons != 0; colons &= colons - 1 {
+		if r.keyBefore(body, at+bits.TrailingZeros64(colons)) {
+			return true
+		}
+	}
+	for ; bes != 0; bes &= bes - 1 {
+		if bearerAt(body, at+bits.TrailingZeros64(bes)-1) {
+			return true
+		}
+	}
+	return false
 }
 
 // byteHit reports whether body[j] is where mayChangeJSON finds something:

@@ -12,3 +12,9 @@ package forwarder
 //
 //go:noescape
 func quickScanAVX2(body []byte, i int, t *quickTables, carry uint32) (at int, colons, bes uint32, hit bool, cards uint32)
+
+// quickScanAVX512 is quickScanAVX2 64 bytes a step, with 64-bit masks and
+// carry, for machines with AVX-512BW (hasAVX512).
+//
+//go:noescape
+func quickScanAVX512(body []byte, i int, t *quickTables, carry uint64) (at int, colons, bes uint64, hit bool, cards uint64)

@@ -418,11 +418,15 @@ func TestMayChangeJSON(t *testing.T) {
 		{"\xe2\x85", false},
 	}
 	// Words: around the 8-byte words and the first three bytes. Vector: around
-	// the 32-byte blocks too, in bodies up to three blocks long.
+	// the 32-byte blocks too, in bodies up to three blocks long; with AVX-512,
+	// around the 64-byte blocks and where the 32-byte kernel takes over.
 	for name, path := range mayChangeJSONPaths(t, r) {
 		pres, posts := 18, 18
-		if name == "vector" {
+		switch name {
+		case "vector":
 			pres, posts = 80, 40
+		case "vector-avx512":
+			pres, posts = 140, 70
 		}
 		for _, tt := range tests {
 			for pre := range pres {
@@ -468,10 +472,15 @@ func TestMayChangeJSON(t *testing.T) {
 // by name, each for bodies of any length.
 func mayChangeJSONPaths(t testing.TB, r *Redactor) map[string]func([]byte) bool {
 	paths := map[string]func([]byte) bool{"words": r.mayChangeJSONWords}
-	if r.quick != nil {
-		paths["vector"] = r.mayChangeJSONVector
-	} else {
+	if r.quick == nil {
 		t.Log("this machine has no AVX2: only the word-at-a-time path is tested")
+		return paths
+	}
+	paths["vector"] = func(b []byte) bool { return r.mayChangeJSONVectorWith(b, false) }
+	if r.wide {
+		paths["vector-avx512"] = func(b []byte) bool { return r.mayChangeJSONVectorWith(b, true) }
+	} else {
+		t.Log("this machine has no AVX-512: quickScanAVX512 is not tested")
 	}
 	return paths
 }
