@@ -14,13 +14,6 @@ import (
 // Read-only.
 var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasBMI1 && cpu.X86.HasPOPCNT
 
-// hasAVX512 is whether mayChangeJSON reads 64 bytes a step with
-// quickScanAVX512 (AVX-512 F and BW, with the OS keeping their registers).
-// VBMI2 is asked for only as the mark of the CPUs (Intel from Ice Lake, AMD
-// from Zen 4) on which 512-bit integer work does not lower the core's clock,
-// as it does on Skylake-SP for everything else running there. Read-only.
-var hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VBMI2
-
 // escapeAVX2 writes src[i:] into dst from j, 32 bytes a step, while 64 bytes
 // of src and of room are left (38 at a byte escaped one by one), and returns
 // where it stopped in src and dst: there, or at a byte of 0x80 or more (UTF-8,

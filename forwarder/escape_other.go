@@ -6,9 +6,6 @@ package forwarder
 // Go steps here.
 const hasAVX2 = false
 
-// hasAVX512 is false: there is no quickScanAVX512 here.
-const hasAVX512 = false
-
 // escapeAVX2 is never called without AVX2.
 func escapeAVX2(dst []byte, j int, src string, i int, html bool) (ni, nj int) {
 	return i, j

@@ -113,13 +113,14 @@ func (r *Redactor) mayChangeJSONVectorWith(body []byte, wide bool) bool {
 		if hit {
 			return true
 		}
-		if i, carry = at, cards; colons|bes == 0 {
-			break // fewer than 64 bytes left: the 32-byte kernel goes on
+		if colons|bes == 0 {
+			i, carry = at, cards // fewer than 64 bytes left: the 32-byte kernel goes on
+			break
 		}
 		if r.candidateHit(body, at, colons, bes) {
 			return true
 		}
-		i = at + 64
+		i, carry = at+64, cards
 	}
 	carry32 := uint32(carry >> 32)
 	for {

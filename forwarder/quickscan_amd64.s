@@ -24,6 +24,24 @@
 #define PREVLO (18*32)
 #define PREVHI (19*32)
 
+// RUNS13 ors into AX a bit for each run of 13 set bits in x (clobbering it,
+// R12 and R13), at the run's lowest bit.
+#define RUNS13(x) \
+	MOVQ x, R12 \
+	SHRQ $1, R12 \
+	ANDQ x, R12 \
+	MOVQ R12, R13 \
+	SHRQ $2, R13 \
+	ANDQ R13, R12 \
+	MOVQ R12, R13 \
+	SHRQ $4, R13 \
+	ANDQ R12, R13 \
+	SHRQ $8, R12 \
+	ANDQ R12, R13 \
+	SHRQ $12, x \
+	ANDQ x, R13 \
+	ORQ  R13, AX
+
 // func quickScanAVX2(body []byte, i int, t *quickTables, carry uint32) (at int, colons, bes uint32, hit bool, cards uint32)
 //
 // Each step loads the block v = body[i:i+32] and the same block one, two and
@@ -110,29 +128,15 @@ loop:
 	VPCMPEQB DASH(DI), Y0, Y8
 	VPOR     Y8, Y7, Y7
 
-	// 13 card bytes in a row in this block and the one before: R13 has a bit
-	// for each run of 2, then 4, 8, 12 and 13 starting there.
+	// 13 card bytes in a row in this block and the one before (R10).
 	VPMOVMSKB Y7, R9
 	MOVQ      R9, R10
 	SHLQ      $32, R10
 	ORQ       R8, R10
 	MOVL      R9, R8
-	MOVQ      R10, R11
-	SHRQ      $1, R11
-	ANDQ      R10, R11
-	MOVQ      R11, R12
-	SHRQ      $2, R12
-	ANDQ      R11, R12
-	MOVQ      R12, R13
-	SHRQ      $4, R13
-	ANDQ      R12, R13
-	SHRQ      $8, R12
-	ANDQ      R12, R13
-	SHRQ      $12, R10
-	ANDQ      R10, R13
 
 	VPMOVMSKB Y4, AX
-	ORQ       R13, AX
+	RUNS13(R10)
 	JNZ       hit
 	VPMOVMSKB Y6, R9
 	VPMOVMSKB Y5, R10
@@ -173,24 +177,6 @@ out:
 // byte in a nibble-table set by VPTESTMB. The card runs are looked for in the
 // block (64 bits) and across its start (the 32 bits of each side of it: a run
 // of 13 that crosses it lies within 12 on each side).
-// RUNS13 ors into AX a bit for each run of 13 set bits in x (clobbering it,
-// R12 and R13), at the run's lowest bit.
-#define RUNS13(x) \
-	MOVQ x, R12 \
-	SHRQ $1, R12 \
-	ANDQ x, R12 \
-	MOVQ R12, R13 \
-	SHRQ $2, R13 \
-	ANDQ R13, R12 \
-	MOVQ R12, R13 \
-	SHRQ $4, R13 \
-	ANDQ R12, R13 \
-	SHRQ $8, R12 \
-	ANDQ R12, R13 \
-	SHRQ $12, x \
-	ANDQ x, R13 \
-	ORQ  R13, AX
-
 TEXT ·quickScanAVX512(SB), NOSPLIT, $0-88
 	MOVQ body_base+0(FP), SI
 	MOVQ body_len+8(FP), DX
