@@ -91,10 +91,31 @@ func (f *Forwarder) Event(ex *httpparse.Exchange) *Event {
 // to call from several goroutines at once: the costly half of Handle, so
 // parallel workers can run it and leave Deliver to one goroutine.
 func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
-	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
-	f.opts.Redactor.Redact(ex)
 	sl := f.slabs.get()
 	defer f.slabs.put(sl)
+	return f.build(ex, sl)
+}
+
+// A Builder builds events as Forwarder.Build does, for one goroutine, from a
+// slab of its own: slabs taken from the pool passed between the goroutines
+// of parallel workers, and each then wrote the event strings into memory the
+// other's CPU held.
+type Builder struct {
+	f  *Forwarder
+	sl *slab
+}
+
+// NewBuilder returns a Builder of f's events. It is not safe for concurrent use.
+func (f *Forwarder) NewBuilder() *Builder {
+	return &Builder{f: f, sl: &slab{pool: &f.slabs}}
+}
+
+// Build is Forwarder.Build.
+func (b *Builder) Build(ex *httpparse.Exchange) *Event { return b.f.build(ex, b.sl) }
+
+func (f *Forwarder) build(ex *httpparse.Exchange, sl *slab) *Event {
+	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
+	f.opts.Redactor.Redact(ex)
 	ev := newEvent(ex, token, f.opts.BodyLimit, sl)
 	if f.opts.PathTemplates {
 		// Most paths are their own template: only a changed one takes room.

@@ -45,8 +45,15 @@ func eventJSON(t *testing.T, ev *Event) string {
 
 // Events kept while others are released and their chunks reused keep every
 // byte; released ones are overwritten (the poison shows), so the check above
-// could fail.
+// could fail. The same whether events come from Forwarder.Build (slabs from
+// the pool) or from Builders (a slab each, as the parallel workers build).
 func TestSlabReleaseReusesOnlyReleasedChunks(t *testing.T) {
+	for _, builders := range []int{0, 1, 2} {
+		t.Run(fmt.Sprintf("builders=%d", builders), func(t *testing.T) { testSlabRelease(t, builders) })
+	}
+}
+
+func testSlabRelease(t *testing.T, builders int) {
 	type kept struct {
 		ev   *Event
 		want string
@@ -56,10 +63,22 @@ func TestSlabReleaseReusesOnlyReleasedChunks(t *testing.T) {
 	build := func(keepOneIn int) (keep, released []kept, chunks int) {
 		f := New(Options{PathTemplates: true})
 		f.slabs.poison = true
+		buildEvent := f.Build
+		if builders > 0 {
+			bs := make([]*Builder, builders)
+			for i := range bs {
+				bs[i] = f.NewBuilder()
+			}
+			n := 0
+			buildEvent = func(ex *httpparse.Exchange) *Event {
+				n++
+				return bs[n%len(bs)].Build(ex)
+			}
+		}
 		rng := rand.New(rand.NewPCG(1, 2))
 		seen := map[*chunk]bool{}
 		for i := range 3000 {
-			ev := f.Build(slabExchange(i))
+			ev := buildEvent(slabExchange(i))
 			k := kept{ev, eventJSON(t, ev)}
 			for _, c := range ev.chunks {
 				if c != nil {

@@ -62,8 +62,9 @@ func (f *ACKFilter) Dropped() uint64 { return f.dropped }
 
 // ConnHash is a hash of a segment's connection, the same for both directions.
 func ConnHash(netFlow gopacket.Flow, tcp *layers.TCP) uint64 {
-	a := endpointHash(netFlow.Src(), tcp.SrcPort)
-	b := endpointHash(netFlow.Dst(), tcp.DstPort)
+	src, dst := netFlow.Endpoints() // one copy of the flow, where Src and Dst made two
+	a := endpointHash(src, tcp.SrcPort)
+	b := endpointHash(dst, tcp.DstPort)
 	if a > b {
 		a, b = b, a
 	}

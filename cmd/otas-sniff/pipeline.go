@@ -35,6 +35,7 @@ type pipeline struct {
 	asm       assemblers
 	parser    parsers
 	fwd       *forwarder.Forwarder
+	build     *forwarder.Builder // one worker's
 	log       *slog.Logger
 	ctx       context.Context
 	exchanges atomic.Uint64
@@ -100,6 +101,7 @@ func (ps parsers) Stats() httpparse.Stats {
 func newPipeline(ctx context.Context, cfg pipelineConfig) *pipeline {
 	p := &pipeline{ports: cfg.ports, fwd: cfg.fwd, log: cfg.log, ctx: ctx, acks: reassembly.NewACKFilter(cfg.asmOpts)}
 	if cfg.workers <= 1 {
+		p.build = cfg.fwd.NewBuilder()
 		parser := httpparse.NewStreamFactory(cfg.parserOpts, p.emit)
 		p.parser = parsers{parser}
 		p.asm = assemblers{reassembly.NewAssembler(parser, cfg.asmOpts)}
@@ -123,12 +125,16 @@ func (p *pipeline) emit(ex *httpparse.Exchange) {
 	if p.limit > 0 && p.exchanges.Load() >= p.limit {
 		return
 	}
-	p.deliver(p.fwd.Build(ex))
+	p.deliver(p.build.Build(ex))
 }
 
 // deliver counts an event against --count and writes it to the sinks.
 func (p *pipeline) deliver(ev *forwarder.Event) {
-	defer p.fwd.Release(ev) // the sinks copy what they keep
+	// The sinks copy what they keep. With workers, each releases its own
+	// events when their batch comes back to it (worker.release).
+	if p.workers == nil {
+		defer p.fwd.Release(ev)
+	}
 	if p.limit > 0 && p.exchanges.Load() >= p.limit {
 		return
 	}
@@ -213,7 +219,7 @@ func (p *pipeline) flushAll(reason reassembly.CloseReason) {
 func (p *pipeline) broadcastTick(now time.Time, seq uint64) {
 	p.lastScan = now
 	for _, w := range p.workers {
-		w.filling.items = append(w.filling.items, workItem{kind: itemTick, seq: seq, ci: gopacket.CaptureInfo{Timestamp: now}})
+		w.filling.items = append(w.filling.items, workItem{kind: itemTick, seq: seq, ts: now})
 	}
 }
 
@@ -403,6 +409,7 @@ type worker struct {
 	asm    *reassembly.Assembler
 	parser *httpparse.StreamFactory
 	fwd    *forwarder.Forwarder
+	build  *forwarder.Builder
 	// Batches circulate: filling (by the reader) -> in -> out (to the merge) ->
 	// free -> filling.
 	in, out, free chan *batch
@@ -422,6 +429,7 @@ type worker struct {
 func newWorker(cfg pipelineConfig, fwd *forwarder.Forwarder) *worker {
 	w := &worker{
 		fwd:     fwd,
+		build:   fwd.NewBuilder(),
 		in:      make(chan *batch, batchesPerWorker),
 		out:     make(chan *batch, batchesPerWorker),
 		free:    make(chan *batch, batchesPerWorker),
@@ -438,6 +446,7 @@ func newWorker(cfg pipelineConfig, fwd *forwarder.Forwarder) *worker {
 func (w *worker) run() {
 	defer close(w.out)
 	for b := range w.in {
+		w.release(b)
 		w.working = b
 		for i := range b.items {
 			it := &b.items[i]
@@ -451,10 +460,11 @@ func (w *worker) run() {
 				if err := w.tcp.DecodeFromBytes(b.data[it.off:it.off+it.n], gopacket.NilDecodeFeedback); err != nil {
 					continue // decoded once already; cannot happen
 				}
-				w.asm.Assemble(it.netFlow, &w.tcp, it.ci, it.source)
+				ci := gopacket.CaptureInfo{Timestamp: it.ts, CaptureLength: int(it.capLen), Length: int(it.length), InterfaceIndex: int(it.ifIndex)}
+				w.asm.Assemble(it.netFlow, &w.tcp, ci, it.source)
 			case itemTick:
 				w.phase = 0
-				w.asm.Tick(it.ci.Timestamp)
+				w.asm.Tick(it.ts)
 			case itemFlush:
 				w.phase = 0
 				w.asm.FlushAll(it.reason)
@@ -472,13 +482,14 @@ func (w *worker) run() {
 // all their events until the round ends, every maxHeldEvents go to the merge
 // in a batch of their own, marked partial.
 func (w *worker) emit(ex *httpparse.Exchange) {
-	w.working.events = append(w.working.events, seqEvent{seq: w.seq, phase: w.phase, ev: w.fwd.Build(ex)})
+	w.working.events = append(w.working.events, seqEvent{seq: w.seq, phase: w.phase, ev: w.build.Build(ex)})
 	if len(w.working.events) < maxHeldEvents {
 		return
 	}
 	var carrier *batch
 	select {
 	case carrier = <-w.free:
+		w.release(carrier)
 		carrier.reset()
 	default:
 		// Every batch is queued to this worker or held by the merge, which
@@ -488,6 +499,17 @@ func (w *worker) emit(ex *httpparse.Exchange) {
 	carrier.events, w.working.events = w.working.events, carrier.events
 	carrier.partial = true
 	w.out <- carrier
+}
+
+// release lets the worker's later events reuse the memory of b's merged
+// events: here, on the worker's goroutine, rather than on the merge's, which
+// would pass the buffers (and the pools' locks) between CPUs.
+func (w *worker) release(b *batch) {
+	for i := range b.events {
+		w.fwd.Release(b.events[i].ev)
+	}
+	clear(b.events)
+	b.events, b.partial = b.events[:0], false
 }
 
 // recycle hands a merged batch back to the reader, or drops it when the
@@ -508,18 +530,22 @@ const (
 )
 
 // workItem is one thing for a worker to do, at position seq of the capture.
-// Kept small (it was 856 bytes with a whole capture.Segment): the reader
-// writes one per packet.
+// Kept small, two cache lines (it was 856 bytes with a whole capture.Segment,
+// then 184 with a whole CaptureInfo): the reader writes one per packet, and
+// the worker reads it on another CPU.
 type workItem struct {
-	kind itemKind
-	seq  uint64
+	kind   itemKind
+	reason reassembly.CloseReason
 	// A segment: its TCP header and payload are copied to data[off:off+n] of
-	// the batch and decoded when it is worked on. A tick's time is ci.Timestamp.
-	ci      gopacket.CaptureInfo
-	netFlow gopacket.Flow
-	source  string
-	off, n  int
-	reason  reassembly.CloseReason
+	// the batch and decoded when it is worked on; its CaptureInfo is ts and the
+	// lengths (a packet is at most 256 KiB). A tick's time is ts.
+	off, n         uint32
+	capLen, length uint32
+	ifIndex        int32
+	seq            uint64
+	ts             time.Time
+	netFlow        gopacket.Flow
+	source         string
 }
 
 // batch is one round of one worker: its work, with the segments' payloads
@@ -532,18 +558,17 @@ type batch struct {
 	partial bool
 }
 
-func (b *batch) reset() {
-	clear(b.events) // the events belong to the sinks now
-	b.items, b.data, b.events = b.items[:0], b.data[:0], b.events[:0]
-	b.partial = false
-}
+// reset empties b for the reader; its events are released by the worker.
+func (b *batch) reset() { b.items, b.data = b.items[:0], b.data[:0] }
 
 func (b *batch) addSegment(seg *capture.Segment, seq uint64) {
 	off := len(b.data)
 	b.data = append(b.data, seg.TCP.Contents...)
 	b.data = append(b.data, seg.TCP.Payload...)
-	b.items = append(b.items, workItem{kind: itemSegment, seq: seq, off: off, n: len(b.data) - off,
-		ci: seg.CaptureInfo, netFlow: seg.NetFlow, source: seg.Source})
+	ci := &seg.CaptureInfo
+	b.items = append(b.items, workItem{kind: itemSegment, seq: seq, off: uint32(off), n: uint32(len(b.data) - off),
+		ts: ci.Timestamp, capLen: uint32(ci.CaptureLength), length: uint32(ci.Length), ifIndex: int32(ci.InterfaceIndex),
+		netFlow: seg.NetFlow, source: seg.Source})
 }
 
 // seqEvent is an event with the position of what completed it.
