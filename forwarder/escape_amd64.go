@@ -20,8 +20,15 @@ var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasBMI1 && cpu.X86.HasPOPCNT
 // left to escapeBytes). Bytes of dst after the returned j may have been
 // written.
 //
+// With wide (hasWideEscape), a step whose only escapes are two-byte ones is
+// spread by VPEXPANDB.
+//
 //go:noescape
-func escapeAVX2(dst []byte, j int, src string, i int, html bool) (ni, nj int)
+func escapeAVX2(dst []byte, j int, src string, i int, html, wide bool) (ni, nj int)
+
+// hasWideEscape is whether escapeAVX2 can spread a step by VPEXPANDB
+// (AVX-512 VBMI2) at the places PEXT (BMI2) finds. Read-only.
+var hasWideEscape = hasAVX512 && cpu.X86.HasBMI2
 
 // avx2Escape[c] is what escapeAVX2 writes for a byte it escapes: the bytes
 // (two or six) from the lowest, and how many less one in the top byte; zero

@@ -30,13 +30,15 @@ DATA escIndex<>+16(SB)/8, $0x7070707070707070
 DATA escIndex<>+24(SB)/8, $0x7070707070707070
 GLOBL escIndex<>(SB), RODATA|NOPTR, $32
 
-// func escapeAVX2(dst []byte, j int, src string, i int, html bool) (ni, nj int)
+// func escapeAVX2(dst []byte, j int, src string, i int, html, wide bool) (ni, nj int)
 //
 // Each step loads 32 bytes of src and finds those to escape: ", \, below
 // 0x20, 0x80 and more, and <, >, & with html. None: they are stored as they
 // are. Only two-byte escapes: each 8 bytes are spread over 16 by VPSHUFB
 // (·avx2Expand, by which of them to escape) from the bytes, their letters and
-// backslashes, and stored one after the other. Else each byte to escape in
+// backslashes, and stored one after the other; with wide (AVX-512 VBMI2 and
+// BMI2), the 32 are spread over up to 64 by one VPEXPANDB over backslashes,
+// at the places PEXT finds (see below). Else each byte to escape in
 // turn is stored from ·avx2Escape as 8 bytes, then the 32 bytes of src after
 // it, so the bytes up to the next one are in place; at one of 0x80 or more,
 // or without room for the escape and the 32 bytes, it returns there. In that
@@ -45,6 +47,7 @@ GLOBL escIndex<>(SB), RODATA|NOPTR, $32
 // Loads reach 64 bytes past SI, stores 64 past DI: a step starts while 64
 // bytes of src and of room are left.
 TEXT ·escapeAVX2(SB), NOSPLIT, $0-80
+	MOVBLZX wide+57(FP), R13
 	MOVQ dst_base+0(FP), DI
 	MOVQ dst_len+8(FP), R9
 	ADDQ DI, R9                // end of dst
@@ -69,6 +72,9 @@ TEXT ·escapeAVX2(SB), NOSPLIT, $0-80
 	VPBROADCASTD 20(AX)(CX*8), Y14
 	VBROADCASTI128 escLetters<>(SB), Y7
 	VPXOR Y8, Y8, Y8
+	TESTQ R13, R13
+	JZ    step
+	VPBROADCASTD 8(AX), Z11     // backslashes in all 64 bytes for VPEXPANDB; Y11 as it was
 
 step:
 	CMPQ SI, R11
@@ -106,8 +112,10 @@ escapes:
 	TESTL    AX, AX
 	JNZ      oneByOne
 
-	// Each group of 8 bytes on its own in half a lane, backslashes in the other half.
 	VPXOR       Y6, Y0, Y0
+	TESTQ       R13, R13
+	JNZ         expand
+	// Each group of 8 bytes on its own in half a lane, backslashes in the other half.
 	VPUNPCKLQDQ Y11, Y0, Y1    // bytes 0-7 and 16-23
 	VPUNPCKHQDQ Y11, Y0, Y2    // bytes 8-15 and 24-31
 	// Each group's 8 bits of DX times 16: its ·avx2Expand entry.
@@ -142,6 +150,25 @@ escapes:
 	LEAQ    8(DI)(CX*1), DI
 	VEXTRACTI128 $1, Y2, (DI)
 	LEAQ    8(DI)(R8*1), DI
+	ADDQ    $32, SI
+	JMP     step
+
+expand:
+	// Two output bits for each byte, from the lowest: a backslash's place
+	// (kept only before a byte to escape) and the byte's. PEXT of 0b10 pairs
+	// at the places kept is where VPEXPANDB puts the 32 bytes in order; the
+	// places left are the backslashes already there.
+	MOVQ  $0x5555555555555555, AX
+	PDEPQ AX, DX, BX
+	MOVQ  $0xaaaaaaaaaaaaaaaa, CX
+	ORQ   CX, BX
+	PEXTQ BX, CX, AX
+	KMOVQ AX, K1
+	VMOVDQU64 Z11, Z5
+	VPEXPANDB Z0, K1, Z5
+	VMOVDQU64 Z5, (DI)
+	POPCNTL DX, AX
+	LEAQ    32(DI)(AX*1), DI
 	ADDQ    $32, SI
 	JMP     step
 

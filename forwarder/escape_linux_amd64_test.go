@@ -65,8 +65,9 @@ func TestEscapeAVX2Bounds(t *testing.T) {
 					dst[k] = '#'
 				}
 				i0, j0 := min(rep, n), min(rep, room)
-				for _, html := range []bool{false, true} {
-					ni, nj := escapeAVX2(dst, j0, s, i0, html)
+				for _, k := range [][2]bool{{false, false}, {true, false}, {false, hasWideEscape}, {true, hasWideEscape}} {
+					html, wide := k[0], k[1]
+					ni, nj := escapeAVX2(dst, j0, s, i0, html, wide)
 					require.True(t, i0 <= ni && ni <= n && j0 <= nj && nj <= room, "%q room %d: %d, %d", s, room, ni, nj)
 					require.Equal(t, strings.Repeat("#", j0), string(dst[:j0]))
 					want := encodingJSON(t, s[i0:ni], html)

@@ -7,6 +7,9 @@ package forwarder
 const hasAVX2 = false
 
 // escapeAVX2 is never called without AVX2.
-func escapeAVX2(dst []byte, j int, src string, i int, html bool) (ni, nj int) {
+func escapeAVX2(dst []byte, j int, src string, i int, html, wide bool) (ni, nj int) {
 	return i, j
 }
+
+// hasWideEscape is false: there is no escapeAVX2 here.
+const hasWideEscape = false

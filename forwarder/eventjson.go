@@ -324,19 +324,20 @@ const escAVX2Min = 64
 // are written here. Room is reserved when less than the next step's worst
 // case is left.
 func appendStringJSON(b []byte, s string, html bool) []byte {
-	return appendStringJSONWith(b, s, html, hasAVX2)
+	return appendStringJSONWith(b, s, html, hasAVX2, hasWideEscape)
 }
 
 // appendStringJSONWith is appendStringJSON with escapeAVX2 (when avx2 and the
-// CPU has it) or without, so tests can check both.
-func appendStringJSONWith(b []byte, s string, html, avx2 bool) []byte {
+// CPU has it, spreading by VPEXPANDB when wide and the CPU has that) or
+// without, so tests can check each.
+func appendStringJSONWith(b []byte, s string, html, avx2, wide bool) []byte {
 	if len(s) >= 8 && len(s) <= 64 && cleanJSON(s, html) {
 		// Most header values, addresses and ids: copied whole.
 		b = append(b, '"')
 		b = append(b, s...)
 		return append(b, '"')
 	}
-	avx2 = avx2 && hasAVX2
+	avx2, wide = avx2 && hasAVX2, wide && hasWideEscape
 	t := &jsonEscape[0]
 	if html {
 		t = &jsonEscape[1]
@@ -358,7 +359,7 @@ func appendStringJSONWith(b []byte, s string, html, avx2 bool) []byte {
 		switch {
 		case simd:
 			mode = escCommon
-			if i, j = escapeAVX2(out, j, s, i, html); s[i] >= utf8.RuneSelf {
+			if i, j = escapeAVX2(out, j, s, i, html, wide); s[i] >= utf8.RuneSelf {
 				mode = escBytes
 			}
 		case mode == escBytes:

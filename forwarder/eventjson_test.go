@@ -109,15 +109,22 @@ func TestHeadersAndValuesJSONMatchEncodingJSON(t *testing.T) {
 	assert.Equal(t, `{"k":null}`, valuesJSON(url.Values{"k": nil}))
 }
 
-// escapePaths runs f with appendStringJSON's pure Go steps and with
-// escapeAVX2, skipped with a message when the CPU has no AVX2.
+// escapePaths runs f with appendStringJSON's pure Go steps, with escapeAVX2,
+// and with escapeAVX2 spreading by VPEXPANDB, each skipped with a message
+// when the CPU has not what it needs.
 func escapePaths(t *testing.T, f func(t *testing.T, appendString func(b []byte, s string, html bool) []byte)) {
-	for _, avx2 := range []bool{false, true} {
-		t.Run(map[bool]string{false: "go", true: "avx2"}[avx2], func(t *testing.T) {
-			if avx2 && !hasAVX2 {
+	for _, tc := range []struct {
+		name       string
+		avx2, wide bool
+	}{{"go", false, false}, {"avx2", true, false}, {"avx512", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.avx2 && !hasAVX2 {
 				t.Skip("no AVX2 (or purego): escapeAVX2 not tested")
 			}
-			f(t, func(b []byte, s string, html bool) []byte { return appendStringJSONWith(b, s, html, avx2) })
+			if tc.wide && !hasWideEscape {
+				t.Skip("no AVX-512 VBMI2 and BMI2 (or purego): escapeAVX2's VPEXPANDB steps not tested")
+			}
+			f(t, func(b []byte, s string, html bool) []byte { return appendStringJSONWith(b, s, html, tc.avx2, tc.wide) })
 		})
 	}
 }
@@ -176,13 +183,17 @@ func BenchmarkAppendStringJSON(b *testing.B) {
 		name string
 		s    string
 		html bool
+		// narrow: escapeAVX2 without VPEXPANDB, the baseline of "json" on
+		// a CPU with AVX-512 VBMI2.
+		narrow bool
 	}{
-		{"json", dense, false},
-		{"jsonhtml", dense, true},
-		{"text", text, false},
-		{"plain", plain, false},
-		{"utf8", accents, false},
-		{"short", "application/json; charset=utf-8", true},
+		{"json", dense, false, false},
+		{"json-avx2", dense, false, true},
+		{"jsonhtml", dense, true, false},
+		{"text", text, false, false},
+		{"plain", plain, false, false},
+		{"utf8", accents, false, false},
+		{"short", "application/json; charset=utf-8", true, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			// The output starts somewhere else in its page each time: at the
@@ -192,7 +203,7 @@ func BenchmarkAppendStringJSON(b *testing.B) {
 			off := 0
 			for b.Loop() {
 				off = (off + 1031) % 4096
-				appendStringJSON(buf[off:off], bc.s, bc.html)
+				appendStringJSONWith(buf[off:off], bc.s, bc.html, hasAVX2, hasWideEscape && !bc.narrow)
 			}
 		})
 	}
@@ -391,12 +402,12 @@ func FuzzAppendStringJSON(f *testing.F) {
 			if err := enc.Encode(s); err != nil {
 				t.Fatal(err)
 			}
-			for _, avx2 := range []bool{false, hasAVX2} {
+			for _, k := range [][2]bool{{false, false}, {hasAVX2, false}, {hasAVX2, hasWideEscape}} {
 				prefix := make([]byte, 2, 2+int(room))
 				prefix[0], prefix[1] = 'p', 'q'
-				got := appendStringJSONWith(prefix, s, html, avx2)
+				got := appendStringJSONWith(prefix, s, html, k[0], k[1])
 				if w := "pq" + strings.TrimSuffix(want.String(), "\n"); string(got) != w {
-					t.Fatalf("appendStringJSON(%q, html %v, avx2 %v) = %q, want %q", s, html, avx2, got, w)
+					t.Fatalf("appendStringJSON(%q, html %v, avx2 %v, wide %v) = %q, want %q", s, html, k[0], k[1], got, w)
 				}
 			}
 		}
