@@ -508,11 +508,20 @@ func (s *stream) ReassembledSG(sg gpr.ScatterGather, ac gpr.AssemblerContext) {
 	if st.QueuedPackets > 0 {
 		s.a.c.outOfOrder.Add(uint64(st.QueuedPackets))
 	}
-	first := sg.CaptureInfo(0).Timestamp
-	completed := first
-	if length > 0 {
-		if last := sg.CaptureInfo(length - 1).Timestamp; last.After(completed) {
-			completed = last
+	var first, completed time.Time
+	if st.Chunks == 1 && st.Packets == 1 && ac != nil {
+		// Only the segment being assembled (in-order data, the usual case): its
+		// time, read in place rather than copied twice through the interfaces
+		// (2% of a replay's CPU).
+		first = contextTime(ac)
+		completed = first
+	} else {
+		first = sg.CaptureInfo(0).Timestamp
+		completed = first
+		if length > 0 {
+			if last := sg.CaptureInfo(length - 1).Timestamp; last.After(completed) {
+				completed = last
+			}
 		}
 	}
 	if ac != nil {

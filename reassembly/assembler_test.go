@@ -24,9 +24,12 @@ type recorder struct {
 	ends   [2]bool
 	closed []CloseReason
 	events []string
+	// times are each chunk's bytes with its Seen and Completed, from t0.
+	times []string
 }
 
 func (r *recorder) Data(c Chunk) {
+	r.times = append(r.times, fmt.Sprintf("%s %q seen %v completed %v", c.Side, c.Bytes, c.Seen.Sub(t0), c.Completed.Sub(t0)))
 	r.data[c.Side].Write(c.Bytes)
 	r.events = append(r.events, fmt.Sprintf("data %s %q", c.Side, c.Bytes))
 }
@@ -500,4 +503,31 @@ func TestAssemblerSYNFloodMemory(t *testing.T) {
 	assert.Less(t, grown, int64(4<<20), "heap grown after %d SYNs with MaxStreams %d", syns, limit)
 	assert.EqualValues(t, syns-limit, a.Stats().Evicted)
 	runtime.KeepAlive(a)
+}
+
+// A chunk is seen when its first byte was captured and completed when the
+// segment that let it out was: one segment's time for in-order data; for
+// bytes held until a hole is filled, the time of the segment filling it.
+func TestAssemblerChunkTimes(t *testing.T) {
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		name string
+		segs []seg
+		want []string
+	}{
+		{"in order", []seg{{true, "A", 0, "GET", 10 * ms}, {true, "A", 3, " /", 20 * ms}, {false, "A", 0, "HTTP", 30 * ms}},
+			[]string{`initiator "GET" seen 10ms completed 10ms`, `initiator " /" seen 20ms completed 20ms`, `responder "HTTP" seen 30ms completed 30ms`}},
+		{"a hole filled", []seg{{true, "A", 0, "GET", 10 * ms}, {true, "A", 5, "a", 20 * ms}, {true, "A", 3, " /", 30 * ms}},
+			[]string{`initiator "GET" seen 10ms completed 10ms`, `initiator " /a" seen 30ms completed 30ms`}},
+		{"a late segment's bytes, already seen", []seg{{true, "A", 3, " /", 10 * ms}, {true, "A", 0, "GET", 20 * ms}, {true, "A", 5, "b", 30 * ms}},
+			[]string{`initiator "GET /" seen 20ms completed 20ms`, `initiator "b" seen 30ms completed 30ms`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &recorderFactory{}
+			a := NewAssembler(f, Options{})
+			feed(t, a, append(handshake(), tt.segs...))
+			require.Len(t, f.streams, 1)
+			assert.Equal(t, tt.want, f.streams[0].times)
+		})
+	}
 }
