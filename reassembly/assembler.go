@@ -523,10 +523,10 @@ func (s *stream) ReassembledSG(sg gpr.ScatterGather, ac gpr.AssemblerContext) {
 				completed = last
 			}
 		}
-	}
-	if ac != nil {
-		if t := contextTime(ac); t.After(completed) {
-			completed = t
+		if ac != nil {
+			if t := contextTime(ac); t.After(completed) {
+				completed = t
+			}
 		}
 	}
 	if first.IsZero() {

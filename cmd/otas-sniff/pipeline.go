@@ -125,16 +125,14 @@ func (p *pipeline) emit(ex *httpparse.Exchange) {
 	if p.limit > 0 && p.exchanges.Load() >= p.limit {
 		return
 	}
-	p.deliver(p.build.Build(ex))
+	ev := p.build.Build(ex)
+	p.deliver(ev)
+	p.fwd.Release(ev) // the sinks copy what they keep
 }
 
-// deliver counts an event against --count and writes it to the sinks.
+// deliver counts an event against --count and writes it to the sinks. Whoever
+// built the event releases it after: emit, or the worker (worker.release).
 func (p *pipeline) deliver(ev *forwarder.Event) {
-	// The sinks copy what they keep. With workers, each releases its own
-	// events when their batch comes back to it (worker.release).
-	if p.workers == nil {
-		defer p.fwd.Release(ev)
-	}
 	if p.limit > 0 && p.exchanges.Load() >= p.limit {
 		return
 	}
