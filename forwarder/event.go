@@ -188,6 +188,31 @@ func newEvent(ex *httpparse.Exchange, sessionToken string, bodyLimit int, sl *sl
 	return ev
 }
 
+// detach copies into sl every string of ev that views its exchange's memory
+// (newEvent's and Redact's), so that the exchange can be released while ev is
+// still to be written. The other strings are sl's already, constants, or
+// the capture source's name; a Prepare hook's are not known, so build does not
+// detach events when there is one.
+func (ev *Event) detach(sl *slab) {
+	own := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return sl.string(append(sl.free(len(s)), s...))
+	}
+	path := ev.Path
+	ev.Method, ev.Path, ev.Error, ev.SessionToken = own(ev.Method), own(path), own(ev.Error), own(ev.SessionToken)
+	ev.RequestContentType, ev.ResponseContentType = own(ev.RequestContentType), own(ev.ResponseContentType)
+	ev.RequestBody, ev.ResponseBody = own(ev.RequestBody), own(ev.ResponseBody)
+	// Still the encodings of the bodies, now of their copies.
+	ev.requestBodyJSON.src, ev.responseBodyJSON.src = ev.RequestBody, ev.ResponseBody
+	md := &ev.Metadata
+	md.Host, md.HTTPVersion = own(md.Host), own(md.HTTPVersion)
+	if md.PathTemplate == path { // else a changed template, in sl already
+		md.PathTemplate = ev.Path
+	}
+}
+
 // addrPortString is p.String(), its bytes taken from sl.
 func addrPortString(sl *slab, p netip.AddrPort) string {
 	if !p.IsValid() {

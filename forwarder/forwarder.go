@@ -93,7 +93,7 @@ func (f *Forwarder) Event(ex *httpparse.Exchange) *Event {
 func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 	sl := f.slabs.get()
 	defer f.slabs.put(sl)
-	return f.build(ex, sl)
+	return f.build(ex, sl, false)
 }
 
 // A Builder builds events as Forwarder.Build does, for one goroutine, from a
@@ -101,8 +101,9 @@ func (f *Forwarder) Build(ex *httpparse.Exchange) *Event {
 // of parallel workers, and each then wrote the event strings into memory the
 // other's CPU held.
 type Builder struct {
-	f  *Forwarder
-	sl *slab
+	f      *Forwarder
+	sl     *slab
+	detach bool
 }
 
 // NewBuilder returns a Builder of f's events. It is not safe for concurrent use.
@@ -110,10 +111,22 @@ func (f *Forwarder) NewBuilder() *Builder {
 	return &Builder{f: f, sl: &slab{pool: &f.slabs}}
 }
 
-// Build is Forwarder.Build.
-func (b *Builder) Build(ex *httpparse.Exchange) *Event { return b.f.build(ex, b.sl) }
+// NewDetachedBuilder returns a Builder whose events own their bytes: each copies
+// what it views of its exchange into its slab and hands the exchange back as it
+// is built, instead of at Release. For events held a while before they are
+// delivered (a sharded replay's merge): the parser then reuses its buffers
+// while they are still in cache, where buffers that came back a round later
+// had left it (6% less CPU on two workers). Bodies over 32 KiB are not copied:
+// such an event keeps its exchange until Release, as do all when there is a
+// Prepare hook or a sink that is not an EventCopier.
+func (f *Forwarder) NewDetachedBuilder() *Builder {
+	return &Builder{f: f, sl: &slab{pool: &f.slabs}, detach: true}
+}
 
-func (f *Forwarder) build(ex *httpparse.Exchange, sl *slab) *Event {
+// Build is Forwarder.Build.
+func (b *Builder) Build(ex *httpparse.Exchange) *Event { return b.f.build(ex, b.sl, b.detach) }
+
+func (f *Forwarder) build(ex *httpparse.Exchange, sl *slab, detach bool) *Event {
 	token := strings.TrimSpace(ex.Request.Header.Get(SessionTokenHeader))
 	f.opts.Redactor.Redact(ex)
 	ev := newEvent(ex, token, f.opts.BodyLimit, sl)
@@ -132,6 +145,14 @@ func (f *Forwarder) build(ex *httpparse.Exchange, sl *slab) *Event {
 	// the parallel workers rather than the one goroutine that writes the sinks.
 	ev.requestBodyJSON = encodeString(sl, ev.RequestBody)
 	ev.responseBodyJSON = encodeString(sl, ev.ResponseBody)
+	// Only where Release returns the exchange's buffers: otherwise nothing
+	// reuses them, and the copies would only add to what sinks hold.
+	if detach && f.reuse && f.opts.Prepare == nil && len(ev.RequestBody) <= slabMax && len(ev.ResponseBody) <= slabMax {
+		ev.detach(sl)
+		ev.chunks = sl.take()
+		ex.Release()
+		return ev
+	}
 	ev.chunks, ev.ex = sl.take(), ex
 	return ev
 }

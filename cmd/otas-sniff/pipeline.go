@@ -427,7 +427,7 @@ type worker struct {
 func newWorker(cfg pipelineConfig, fwd *forwarder.Forwarder) *worker {
 	w := &worker{
 		fwd:     fwd,
-		build:   fwd.NewBuilder(),
+		build:   fwd.NewDetachedBuilder(),
 		in:      make(chan *batch, batchesPerWorker),
 		out:     make(chan *batch, batchesPerWorker),
 		free:    make(chan *batch, batchesPerWorker),
