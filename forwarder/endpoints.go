@@ -122,6 +122,9 @@ func (s *EndpointStats) Write(_ context.Context, ev *Event) error {
 // CopiesEvents marks EndpointStats an EventCopier: its keys are cloned.
 func (s *EndpointStats) CopiesEvents() {}
 
+// UsesEncodedBodies marks EndpointStats an EncodedBodiesSink: it reads no body.
+func (s *EndpointStats) UsesEncodedBodies() {}
+
 // Close renders the summary to the writer given to NewEndpointStats, once.
 func (s *EndpointStats) Close(context.Context) error {
 	s.mu.Lock()

@@ -57,6 +57,10 @@ type Event struct {
 	// the rest view, until Release.
 	chunks eventChunks
 	ex     *httpparse.Exchange
+	// bodiesEncoded: the bodies are only in requestBodyJSON and
+	// responseBodyJSON (a detached event whose sinks read nothing else);
+	// RequestBody or ResponseBody set after Build replaces its encoding.
+	bodiesEncoded bool
 }
 
 // encodedString is a string's JSON encoding, valid while the string is still
@@ -190,10 +194,11 @@ func newEvent(ex *httpparse.Exchange, sessionToken string, bodyLimit int, sl *sl
 
 // detach copies into sl every string of ev that views its exchange's memory
 // (newEvent's and Redact's), so that the exchange can be released while ev is
-// still to be written. The other strings are sl's already, constants, or
+// still to be written. Without rawBodies the bodies are not copied but dropped:
+// their encodings stand for them. The other strings are sl's already, constants, or
 // the capture source's name; a Prepare hook's are not known, so build does not
 // detach events when there is one.
-func (ev *Event) detach(sl *slab) {
+func (ev *Event) detach(sl *slab, rawBodies bool) {
 	own := func(s string) string {
 		if s == "" {
 			return ""
@@ -203,9 +208,14 @@ func (ev *Event) detach(sl *slab) {
 	path := ev.Path
 	ev.Method, ev.Path, ev.Error, ev.SessionToken = own(ev.Method), own(path), own(ev.Error), own(ev.SessionToken)
 	ev.RequestContentType, ev.ResponseContentType = own(ev.RequestContentType), own(ev.ResponseContentType)
-	ev.RequestBody, ev.ResponseBody = own(ev.RequestBody), own(ev.ResponseBody)
-	// Still the encodings of the bodies, now of their copies.
-	ev.requestBodyJSON.src, ev.responseBodyJSON.src = ev.RequestBody, ev.ResponseBody
+	if rawBodies {
+		ev.RequestBody, ev.ResponseBody = own(ev.RequestBody), own(ev.ResponseBody)
+		// Still the encodings of the bodies, now of their copies.
+		ev.requestBodyJSON.src, ev.responseBodyJSON.src = ev.RequestBody, ev.ResponseBody
+	} else {
+		ev.RequestBody, ev.ResponseBody, ev.bodiesEncoded = "", "", true
+		ev.requestBodyJSON.src, ev.responseBodyJSON.src = "", ""
+	}
 	md := &ev.Metadata
 	md.Host, md.HTTPVersion = own(md.Host), own(md.HTTPVersion)
 	if md.PathTemplate == path { // else a changed template, in sl already

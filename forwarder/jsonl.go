@@ -82,6 +82,10 @@ func (s *JSONLSink) flush() error {
 // CopiesEvents marks JSONLSink an EventCopier: lines are encoded in Write.
 func (s *JSONLSink) CopiesEvents() {}
 
+// UsesEncodedBodies marks JSONLSink an EncodedBodiesSink: a line is the event's
+// JSON encoding.
+func (s *JSONLSink) UsesEncodedBodies() {}
+
 // Close writes the lines held and closes the file, even when writing failed.
 func (s *JSONLSink) Close(context.Context) error {
 	s.mu.Lock()

@@ -360,7 +360,8 @@ func encodeEvent(ev *Event) ([]byte, error) {
 	if cp.Metadata.EventID == "" {
 		cp.Metadata.EventID = uuid.NewString()
 	}
-	out, err := cp.AppendJSON(make([]byte, 0, 512+len(cp.RequestBody)+len(cp.ResponseBody)+len(cp.RequestHeaders)+len(cp.ResponseHeaders)), false)
+	bodies := len(cp.RequestBody) + len(cp.ResponseBody) + len(cp.requestBodyJSON.json) + len(cp.responseBodyJSON.json)
+	out, err := cp.AppendJSON(make([]byte, 0, 512+bodies+len(cp.RequestHeaders)+len(cp.ResponseHeaders)), false)
 	if err != nil {
 		return nil, err
 	}
@@ -382,6 +383,10 @@ func encodeEvent(ev *Event) ([]byte, error) {
 // CopiesEvents marks OTASSink an EventCopier: events are encoded in Write,
 // the token cloned.
 func (s *OTASSink) CopiesEvents() {}
+
+// UsesEncodedBodies marks OTASSink an EncodedBodiesSink: an upload carries the
+// events' JSON encodings.
+func (s *OTASSink) UsesEncodedBodies() {}
 
 // Close stops taking events, sends what it holds within DrainTimeout (or ctx's
 // deadline when earlier), and spools the rest, or drops and counts it without a
