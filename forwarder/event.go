@@ -24,7 +24,9 @@ import (
 const SessionTokenHeader = "X-OTAS-Agent-Session-Token"
 
 // Event is one OTAS event: the fields of the backend's ingestion contract plus
-// the sniffer's metadata.
+// the sniffer's metadata. RequestBody and ResponseBody are empty in the events
+// of a detached Builder when every sink is an EncodedBodiesSink: the bodies are
+// then only in the event's JSON encoding (AppendJSON).
 type Event struct {
 	ProjectID           string     `json:"project_id"`
 	Path                string     `json:"path"`
