@@ -178,7 +178,7 @@ func TestEncodedBodiesGiveWayToNewOnes(t *testing.T) {
 	b := f.NewDetachedBuilder()
 	var ev *Event
 	parseInto(1, func(ex *httpparse.Exchange) { ev = b.Build(ex) })
-	require.True(t, ev.bodiesEncoded)
+	require.True(t, ev.bodiesEncoded())
 	before := eventJSON(t, ev)
 	assert.Contains(t, before, `"request_body":"{\"items\"`)
 	ev.RequestBody = "replaced <b>"

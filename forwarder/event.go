@@ -59,17 +59,24 @@ type Event struct {
 	// the rest view, until Release.
 	chunks eventChunks
 	ex     *httpparse.Exchange
-	// bodiesEncoded: the bodies are only in requestBodyJSON and
-	// responseBodyJSON (a detached event whose sinks read nothing else);
-	// RequestBody or ResponseBody set after Build replaces its encoding.
-	bodiesEncoded bool
 }
 
 // encodedString is a string's JSON encoding, valid while the string is still
-// src (a changed field is encoded afresh).
+// src (a changed field is encoded afresh). An encoding with src "" stands for
+// a string no longer kept (a detached event's body, whose sinks read only its
+// encoding) while the field stays empty; a body set after Build replaces it.
 type encodedString struct {
 	src  string
 	json []byte
+}
+
+// encodedOnly is whether c stands for a string no longer kept, in place of
+// field s.
+func (c encodedString) encodedOnly(s string) bool { return s == "" && c.src == "" && c.json != nil }
+
+// bodiesEncoded is whether either body is kept only encoded.
+func (ev *Event) bodiesEncoded() bool {
+	return ev.requestBodyJSON.encodedOnly(ev.RequestBody) || ev.responseBodyJSON.encodedOnly(ev.ResponseBody)
 }
 
 // encodeString escapes s into sl (its own allocation when long).
@@ -81,10 +88,15 @@ func encodeString(sl *slab, s string) encodedString {
 	return encodedString{src: s, json: sl.bytes(appendStringJSON(sl.free(len(s)+len(s)/3+130), s, false))}
 }
 
-// appendStringJSONCached appends s as a JSON string, from c when it holds s.
+// appendStringJSONCached appends s as a JSON string, from c when it holds s or
+// stands for it.
 func appendStringJSONCached(b []byte, s string, html bool, c encodedString) []byte {
-	if !html && c.json != nil && c.src == s {
+	switch {
+	case c.json == nil || c.src != s:
+	case !html:
 		return append(b, c.json...)
+	case c.encodedOnly(s):
+		return appendHTMLEscaped(b, c.json)
 	}
 	return appendStringJSON(b, s, html)
 }
@@ -215,8 +227,8 @@ func (ev *Event) detach(sl *slab, rawBodies bool) {
 		// Still the encodings of the bodies, now of their copies.
 		ev.requestBodyJSON.src, ev.responseBodyJSON.src = ev.RequestBody, ev.ResponseBody
 	} else {
-		ev.RequestBody, ev.ResponseBody, ev.bodiesEncoded = "", "", true
-		ev.requestBodyJSON.src, ev.responseBodyJSON.src = "", ""
+		ev.RequestBody, ev.ResponseBody = "", ""
+		ev.requestBodyJSON.src, ev.responseBodyJSON.src = "", "" // see encodedString
 	}
 	md := &ev.Metadata
 	md.Host, md.HTTPVersion = own(md.Host), own(md.HTTPVersion)

@@ -72,22 +72,17 @@ func (ev *Event) appendFast(b []byte, html bool, tf *timeFormat) ([]byte, error)
 	for _, f := range [...]struct {
 		key, val string
 		cache    encodedString
-		body     bool
 	}{
-		{`,"request_headers":`, ev.RequestHeaders, encodedString{}, false},
-		{`,"request_body":`, ev.RequestBody, ev.requestBodyJSON, true},
-		{`,"query_params":`, ev.QueryParams, encodedString{}, false},
-		{`,"post_data":`, ev.PostData, encodedString{}, false},
-		{`,"response_headers":`, ev.ResponseHeaders, encodedString{}, false},
-		{`,"response_body":`, ev.ResponseBody, ev.responseBodyJSON, true},
-		{`,"request_content_type":`, ev.RequestContentType, encodedString{}, false},
-		{`,"response_content_type":`, ev.ResponseContentType, encodedString{}, false},
+		{`,"request_headers":`, ev.RequestHeaders, encodedString{}},
+		{`,"request_body":`, ev.RequestBody, ev.requestBodyJSON},
+		{`,"query_params":`, ev.QueryParams, encodedString{}},
+		{`,"post_data":`, ev.PostData, encodedString{}},
+		{`,"response_headers":`, ev.ResponseHeaders, encodedString{}},
+		{`,"response_body":`, ev.ResponseBody, ev.responseBodyJSON},
+		{`,"request_content_type":`, ev.RequestContentType, encodedString{}},
+		{`,"response_content_type":`, ev.ResponseContentType, encodedString{}},
 	} {
 		b = append(b, f.key...)
-		if f.body && ev.bodiesEncoded && f.val == "" {
-			b = appendEncoded(b, f.cache.json, html)
-			continue
-		}
 		b = appendStringJSONCached(b, f.val, html, f.cache)
 	}
 	b = append(b, `,"custom_properties":{}`...) // empty or nil: Properties.MarshalJSON
@@ -770,16 +765,10 @@ func valuesJSON(v map[string][]string) string {
 	return string(append(b, '}'))
 }
 
-// appendEncoded appends a string kept only as its JSON encoding enc (nil for
-// ""), made without HTML escaping: with it, <, > and & are escaped here, the
-// only characters it changes (they stand for themselves in enc).
-func appendEncoded(b, enc []byte, html bool) []byte {
-	switch {
-	case enc == nil:
-		return append(b, `""`...)
-	case !html:
-		return append(b, enc...)
-	}
+// appendHTMLEscaped appends enc, a JSON string encoded without HTML
+// escaping, with <, > and & escaped: the only characters HTML escaping
+// changes, and they stand for themselves in enc.
+func appendHTMLEscaped(b, enc []byte) []byte {
 	for {
 		i := bytes.IndexAny(enc, "<>&")
 		if i < 0 {
@@ -795,17 +784,17 @@ func appendEncoded(b, enc []byte, html bool) []byte {
 // withBodies is ev, or for an event that keeps its bodies only encoded, a copy
 // with them decoded, for encoding/json.
 func (ev *Event) withBodies() *Event {
-	if !ev.bodiesEncoded {
+	if !ev.bodiesEncoded() {
 		return ev
 	}
 	cp := *ev
 	for _, f := range [...]struct {
 		val *string
-		enc []byte
-	}{{&cp.RequestBody, ev.requestBodyJSON.json}, {&cp.ResponseBody, ev.responseBodyJSON.json}} {
-		if *f.val == "" && f.enc != nil {
+		enc encodedString
+	}{{&cp.RequestBody, ev.requestBodyJSON}, {&cp.ResponseBody, ev.responseBodyJSON}} {
+		if f.enc.encodedOnly(*f.val) {
 			// Made by appendStringJSON: cannot fail.
-			_ = json.Unmarshal(f.enc, f.val)
+			_ = json.Unmarshal(f.enc.json, f.val)
 		}
 	}
 	return &cp
