@@ -213,6 +213,20 @@ func TestLeastLoaded(t *testing.T) {
 	assert.Equal(t, 1, p.leastLoaded(), "the round being filled counts")
 }
 
+// TestHandOrder checks that each round is handed out from the next worker,
+// so that no worker always starts its round first (see handOrder).
+func TestHandOrder(t *testing.T) {
+	p := &pipeline{}
+	for range 3 {
+		p.workers = append(p.workers, &worker{})
+	}
+	var got [][]int
+	for range 4 {
+		got = append(got, slices.Clone(p.handOrder()))
+	}
+	assert.Equal(t, [][]int{{0, 1, 2}, {1, 2, 0}, {2, 0, 1}, {0, 1, 2}}, got)
+}
+
 // TestPlacementAcrossIdleTimeout replays a connection that goes quiet past
 // the idle timeout and then sends again (its stream was closed, so the rest is
 // a new stream picked up mid-connection), among others: with two workers its
