@@ -61,10 +61,8 @@ type pipeline struct {
 	inRound  int           // segments handed out since the last round ended
 	now      time.Time     // newest capture time seen
 	lastScan time.Time     // capture time of the last timeout tick
-	// firstHanded is the worker handed its batch first in the next round;
-	// order is handOrder's result, reused.
+	// firstHanded is the worker handed its batch first in the next round.
 	firstHanded int
-	order       []int
 	// early counts batches of events handed on before their round ended;
 	// written by the merge, read after merged is closed.
 	early uint64
@@ -228,8 +226,9 @@ func (p *pipeline) broadcastTick(now time.Time, seq uint64) {
 // endRound hands every worker its batch, empty or not: the merge takes one
 // batch from each worker per round, so it always knows how far each one got.
 func (p *pipeline) endRound() {
-	for _, i := range p.handOrder() {
-		w := p.workers[i]
+	first := p.nextFirst()
+	for k := range p.workers {
+		w := p.workers[(first+k)%len(p.workers)]
 		w.handed += uint64(len(w.filling.items))
 		w.in <- w.filling
 	}
@@ -240,21 +239,15 @@ func (p *pipeline) endRound() {
 	p.inRound = 0
 }
 
-// handOrder is the order endRound hands the workers their batches in, from
-// a different worker each round. The worker handed its batch first starts, and
-// so ends, its round first, and looks the less loaded while the other works:
-// always the same one, it was placed 10% more of the new connections (and of
-// a --max-streams cap split among the workers, reached that much sooner).
-func (p *pipeline) handOrder() []int {
-	n := len(p.workers)
-	if len(p.order) != n {
-		p.order = make([]int, n)
-	}
-	for k := range p.order {
-		p.order[k] = (p.firstHanded + k) % n
-	}
-	p.firstHanded = (p.firstHanded + 1) % n
-	return p.order
+// nextFirst is the worker endRound hands its batch first, then the others in
+// turn: a different one each round. The worker handed its batch first starts,
+// and so ends, its round first, and looks the less loaded while the other
+// works: always the same one, it was placed 10% more of the new connections
+// (and of a --max-streams cap split among the workers, reached that much sooner).
+func (p *pipeline) nextFirst() int {
+	first := p.firstHanded
+	p.firstHanded = (first + 1) % len(p.workers)
+	return first
 }
 
 // leastLoaded is the worker with the fewest items handed to it and not yet
